@@ -1,0 +1,129 @@
+"""The ``genlib`` command: ``genlib release``, ``genlib grade``, ``genlib execute``, ``genlib checks``.
+
+Chapters add their own subcommands through ``COMMANDS`` (name → (help, add_arguments, run)).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _release(args) -> int:
+    from genlib import notebooks
+
+    differing = notebooks.release(args.solutions, args.notebooks, check_only=args.check)
+    if args.check:
+        if differing:
+            print("out of sync with solutions/: " + ", ".join(differing)
+                  + "\nrun `genlib release` and commit notebooks/")
+            return 1
+        print("notebooks/ is in sync with solutions/")
+        return 0
+    print(f"released {len(differing)} changed notebook(s)" +
+          (": " + ", ".join(differing) if differing else ""))
+    return 0
+
+
+def _grade(args) -> int:
+    from genlib import notebooks
+
+    all_csv = []
+    for nb in args.notebooks:
+        if not Path(nb).exists():
+            print(f"no such notebook: {nb}", file=sys.stderr)
+            return 2
+        result = notebooks.grade(nb, timeout=args.timeout, budget=args.budget,
+                                 reference=args.reference)
+        print(notebooks.format_grade(result))
+        all_csv.append(notebooks.format_grade(result, as_csv=True))
+    if args.csv:
+        text = all_csv[0] + "".join(c.split("\n", 1)[1] for c in all_csv[1:])
+        Path(args.csv).write_text(text)
+        print(f"wrote {args.csv}")
+    return 0
+
+
+def _execute(args) -> int:
+    from genlib import notebooks
+
+    for nb in args.notebooks:
+        print(f"executing {nb} …", flush=True)
+        notebooks.execute(nb, out=nb, timeout=args.timeout)
+    return 0
+
+
+def _checks(args) -> int:
+    from genlib.exercises import registry
+
+    for name, spec in sorted(registry().items()):
+        print(f"{name:32s} {len(spec.cases):2d} cases  {spec.summary}")
+    return 0
+
+
+def _convert(args) -> int:
+    import nbformat
+
+    from genlib import notebooks
+
+    nb = notebooks.percent_to_notebook(Path(args.script).read_text(encoding="utf-8"))
+    nbformat.write(nb, args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _add_release(p):
+    p.add_argument("--check", action="store_true", help="only report notebooks that are out of sync")
+    p.add_argument("--solutions", default=str(Path(__file__).resolve().parent.parent / "solutions"))
+    p.add_argument("--notebooks", default=str(Path(__file__).resolve().parent.parent / "notebooks"))
+
+
+def _add_grade(p):
+    p.add_argument("notebooks", nargs="+", help="submitted .ipynb files")
+    p.add_argument("--timeout", type=int, default=600, help="seconds per notebook (default 600)")
+    p.add_argument("--budget", default="smoke", choices=["smoke", "default", "gpu"])
+    p.add_argument("--reference", help="pristine notebook that lists the exercises")
+    p.add_argument("--csv", help="also write the table to this CSV file")
+
+
+def _add_execute(p):
+    p.add_argument("notebooks", nargs="+")
+    p.add_argument("--timeout", type=int, default=900, help="seconds per cell")
+
+
+def _add_convert(p):
+    p.add_argument("script", help="a py:percent script")
+    p.add_argument("output", help="the .ipynb to write")
+
+
+COMMANDS = {
+    "release": ("write notebooks/ from solutions/ (instructors)", _add_release, _release),
+    "grade": ("execute and grade submitted notebooks", _add_grade, _grade),
+    "execute": ("run notebooks in place, storing outputs", _add_execute, _execute),
+    "checks": ("list every registered exercise check", lambda p: None, _checks),
+    "convert": ("py:percent script → notebook (authoring aid)", _add_convert, _convert),
+}
+
+
+def _register_optional():
+    """Subcommands that live with their chapter's module (bench, quiz, …)."""
+    import importlib
+    import importlib.util
+
+    for mod in ("genlib.bench", "genlib.interview"):
+        if importlib.util.find_spec(mod) is not None:
+            COMMANDS.update(getattr(importlib.import_module(mod), "CLI_COMMANDS", {}))
+
+
+def main(argv=None) -> int:
+    _register_optional()
+    parser = argparse.ArgumentParser(prog="genlib", description="the genlib workbook's tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (help_, add, _) in COMMANDS.items():
+        add(sub.add_parser(name, help=help_))
+    args = parser.parse_args(argv)
+    return COMMANDS[args.command][2](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,328 @@
+"""Notebook tooling: release learner copies, check they are in sync, execute, and grade.
+
+* ``release``  – ``solutions/NN.ipynb`` → ``notebooks/NN.ipynb``: code between ``# BEGIN SOLUTION``
+  and ``# END SOLUTION`` becomes ``# YOUR CODE HERE`` + ``raise NotImplementedError`` (same
+  indentation); markdown between ``<!-- BEGIN SOLUTION -->`` and ``<!-- END SOLUTION -->`` becomes
+  "*Your answer here.*"; outputs are cleared.
+* ``grade``    – executes a submission in a fresh kernel under a time limit with fallbacks off. Each
+  ``check(...)`` call saves the learner's function (cloudpickle); a *separate* fresh process then
+  re-runs genlib's checks on those functions. Nothing the notebook does to its own copy of genlib
+  (redefining ``check``, emptying the registry, patching torch) can make a check pass, and an
+  exercise with no saved function scores zero.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
+MD_BEGIN, MD_END = "<!-- BEGIN SOLUTION -->", "<!-- END SOLUTION -->"
+STUB = ["# YOUR CODE HERE", "raise NotImplementedError"]
+MD_STUB = "*Your answer here.*"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ----------------------------------------------------------------------------- release
+def strip_code(source: str) -> str:
+    """Replace every solution block in a code cell's source by the stub, keeping indentation."""
+    out, inside, indent = [], False, ""
+    for line in source.split("\n"):
+        stripped = line.strip()
+        if stripped.startswith(BEGIN):
+            if inside:
+                raise ValueError("nested '# BEGIN SOLUTION'")
+            inside, indent = True, line[: len(line) - len(line.lstrip())]
+            out.extend(indent + s for s in STUB)
+        elif stripped.startswith(END):
+            if not inside:
+                raise ValueError("'# END SOLUTION' without '# BEGIN SOLUTION'")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError("'# BEGIN SOLUTION' without '# END SOLUTION'")
+    return "\n".join(out)
+
+
+def strip_markdown(source: str) -> str:
+    pattern = re.compile(re.escape(MD_BEGIN) + r".*?" + re.escape(MD_END), re.S)
+    return pattern.sub(MD_STUB, source)
+
+
+def learner_copy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The learner version of a solution notebook (a new object; ``nb`` is untouched)."""
+    out = nbformat.v4.new_notebook(metadata=dict(nb.metadata))
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            new = nbformat.v4.new_code_cell(strip_code(cell.source))
+        elif cell.cell_type == "markdown":
+            new = nbformat.v4.new_markdown_cell(strip_markdown(cell.source))
+        else:
+            new = nbformat.v4.new_raw_cell(cell.source)
+        tags = cell.get("metadata", {}).get("tags")
+        if tags:
+            new.metadata["tags"] = list(tags)
+        new.pop("id", None)
+        out.cells.append(new)
+    out.nbformat, out.nbformat_minor = 4, 4
+    return out
+
+
+def _dumps(nb) -> str:
+    return nbformat.writes(nb, version=4) + "\n"
+
+
+def release(src: Path | str = ROOT / "solutions", dst: Path | str = ROOT / "notebooks",
+            check_only: bool = False) -> list[str]:
+    """Write learner copies of every ``src/*.ipynb`` into ``dst``.
+
+    With ``check_only`` nothing is written; the names of notebooks that are missing, stale or
+    extra in ``dst`` are returned (an empty list means in sync).
+    """
+    src, dst = Path(src), Path(dst)
+    differing = []
+    wanted = {}
+    for path in sorted(src.glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        wanted[path.name] = _dumps(learner_copy(nb))
+    for name, text in wanted.items():
+        target = dst / name
+        current = target.read_text(encoding="utf-8") if target.exists() else None
+        if current != text:
+            differing.append(name)
+            if not check_only:
+                dst.mkdir(parents=True, exist_ok=True)
+                target.write_text(text, encoding="utf-8")
+    for extra in sorted(dst.glob("*.ipynb")):
+        if extra.name not in wanted:
+            differing.append(extra.name)
+            if not check_only:
+                extra.unlink()
+    return differing
+
+
+def percent_to_notebook(text: str) -> nbformat.NotebookNode:
+    """Build a notebook from a py:percent script (``# %%`` code, ``# %% [markdown]`` text)."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    kind, lines = None, []
+
+    def flush():
+        if kind is None:
+            return
+        body = "\n".join(lines).strip("\n")
+        if kind == "markdown":
+            body = "\n".join(l[2:] if l.startswith("# ") else l.lstrip("#") for l in body.split("\n"))
+            nb.cells.append(nbformat.v4.new_markdown_cell(body))
+        elif body:
+            nb.cells.append(nbformat.v4.new_code_cell(body))
+
+    for line in text.split("\n"):
+        if line.startswith("# %%"):
+            flush()
+            kind, lines = ("markdown" if "[markdown]" in line else "code"), []
+        elif kind is not None:
+            lines.append(line)
+    flush()
+    for c in nb.cells:
+        c.pop("id", None)
+    return nb
+
+
+# ----------------------------------------------------------------------------- execute
+def execute(path: Path | str, out: Path | str | None = None, timeout: int = 600,
+            allow_errors: bool = False) -> nbformat.NotebookNode:
+    """Run a notebook top to bottom in a fresh kernel (cwd = its folder) and save the outputs."""
+    from nbclient import NotebookClient
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
+                            resources={"metadata": {"path": str(path.parent.resolve())}})
+    try:
+        client.execute()
+    finally:
+        if out is not None:
+            nbformat.write(nb, str(out))
+    return nb
+
+
+# ----------------------------------------------------------------------------- grading
+def save_submission(name: str, fn) -> None:
+    """Called by ``check`` in grading mode: store the learner's function for the verifier."""
+    folder = os.environ.get("GENLIB_SUBMISSION_DIR")
+    if not folder:
+        return
+    import cloudpickle
+
+    path = Path(folder) / f"{name}.pkl"
+    try:
+        data = cloudpickle.dumps(fn)
+    except Exception as e:  # noqa: BLE001 - any pickling problem is the learner's to see
+        (Path(folder) / f"{name}.err").write_text(f"could not save your function: {e}")
+        return
+    path.write_bytes(data)
+
+
+def _verify(folder: str) -> dict:
+    """Re-run genlib's own checks on every saved submission (run in a fresh process)."""
+    import cloudpickle
+
+    from genlib.exercises import run_check
+
+    results = {}
+    for path in sorted(Path(folder).glob("*.err")):
+        results[path.stem] = {"status": "error", "detail": path.read_text()}
+    for path in sorted(Path(folder).glob("*.pkl")):
+        name = path.stem
+        try:
+            fn = cloudpickle.loads(path.read_bytes())
+        except Exception as e:  # noqa: BLE001
+            results[name] = {"status": "error", "detail": f"could not load: {e}"}
+            continue
+        if getattr(fn, "__module__", "").startswith("genlib"):
+            results[name] = {"status": "failed", "detail": "submitted genlib's reference"}
+            continue
+        report = run_check(name, fn)
+        if report.not_implemented:
+            results[name] = {"status": "not done", "detail": "raises NotImplementedError"}
+        elif report.passed:
+            results[name] = {"status": "passed", "detail": f"{len(report.results)} checks"}
+        else:
+            results[name] = {"status": "failed", "detail": "; ".join(report.failed_cases)}
+    return results
+
+
+def expected_exercises(nb: nbformat.NotebookNode) -> list[str]:
+    """Exercise names in the order of the ``check("name", ...)`` calls in a notebook."""
+    names = []
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            for m in re.finditer(r"""\bcheck\(\s*["']([\w.]+)["']""", cell.source):
+                if m.group(1) not in names:
+                    names.append(m.group(1))
+    return names
+
+
+def _pristine_for(path: Path) -> Path | None:
+    for folder in (ROOT / "notebooks", ROOT / "solutions"):
+        if (folder / path.name).exists():
+            return folder / path.name
+    return None
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def grade(path: Path | str, timeout: int = 600, budget: str = "smoke",
+          reference: Path | str | None = None) -> dict:
+    """Grade one submitted notebook. Returns ``{"notebook", "status", "seconds", "rows"}``.
+
+    ``rows`` is a list of ``{"exercise", "status", "detail", "points"}`` for every exercise of
+    the pristine notebook (``reference``, else ``notebooks/<same name>``, else the submission).
+    """
+    path = Path(path).resolve()
+    ref = Path(reference) if reference else _pristine_for(path)
+    expected = expected_exercises(nbformat.read(ref or path, as_version=4))
+    start = time.time()
+    with tempfile.TemporaryDirectory(prefix="genlib-grade-") as tmp:
+        subs = Path(tmp) / "submissions"
+        subs.mkdir()
+        env = dict(os.environ, GENLIB_GRADING="1", GENLIB_SUBMISSION_DIR=str(subs),
+                   GENLIB_BUDGET=budget, GENLIB_PROGRESS="0", MPLBACKEND="Agg")
+        run = subprocess.Popen([sys.executable, "-m", "genlib.notebooks", "_run", str(path),
+                                str(Path(tmp) / "executed.ipynb"), str(timeout)],
+                               env=env, cwd=str(path.parent), start_new_session=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            log, _ = run.communicate(timeout=timeout + 30)
+            status = "ran" if run.returncode == 0 else (log.strip().splitlines() or ["crashed"])[-1]
+        except subprocess.TimeoutExpired:
+            _kill_group(run)
+            run.communicate()
+            status = f"timed out after {timeout} s"
+        verify_env = {k: v for k, v in env.items() if k not in ("GENLIB_GRADING",)}
+        ver = subprocess.Popen([sys.executable, "-m", "genlib.notebooks", "_verify", str(subs)],
+                               env=verify_env, start_new_session=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = ver.communicate(timeout=max(120, timeout // 2))
+            verified = json.loads(out.strip().splitlines()[-1]) if ver.returncode == 0 else {}
+        except (subprocess.TimeoutExpired, json.JSONDecodeError, IndexError):
+            _kill_group(ver)
+            verified = {}
+    rows = []
+    for name in expected:
+        r = verified.get(name, {"status": "not reached",
+                                "detail": "no submission was recorded for this exercise"})
+        rows.append({"exercise": name, "status": r["status"], "detail": r["detail"],
+                     "points": 1 if r["status"] == "passed" else 0})
+    return {"notebook": str(path), "status": status, "seconds": round(time.time() - start, 1),
+            "rows": rows}
+
+
+def format_grade(result: dict, as_csv: bool = False) -> str:
+    rows = result["rows"]
+    if as_csv:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=["notebook", "exercise", "status", "points", "detail"])
+        w.writeheader()
+        for r in rows:
+            w.writerow({"notebook": Path(result["notebook"]).name, **r})
+        return buf.getvalue()
+    width = max([len("exercise")] + [len(r["exercise"]) for r in rows])
+    lines = [f"{Path(result['notebook']).name}: {result['status']} in {result['seconds']} s",
+             f"| {'exercise'.ljust(width)} | status      | points | detail",
+             f"|{'-' * (width + 2)}|-------------|--------|-------"]
+    for r in rows:
+        lines.append(f"| {r['exercise'].ljust(width)} | {r['status']:<11} | {r['points']:>6} | "
+                     f"{r['detail']}")
+    total = sum(r["points"] for r in rows)
+    lines.append(f"score: {total}/{len(rows)}")
+    return "\n".join(lines)
+
+
+def _run_for_grading(src: str, out: str, timeout: str) -> int:
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    try:
+        execute(src, out, timeout=int(timeout), allow_errors=True)
+    except CellTimeoutError:
+        print(f"a cell ran past the {timeout} s limit")
+        return 1
+    except DeadKernelError:
+        print("the kernel died")
+        return 1
+    nb = nbformat.read(out, as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    if errors:
+        print(f"ran with {len(errors)} failing cell(s), first: {errors[0].get('ename')}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    cmd = sys.argv[1]
+    if cmd == "_run":
+        sys.exit(_run_for_grading(*sys.argv[2:5]))
+    elif cmd == "_verify":
+        print(json.dumps(_verify(sys.argv[2])))
+    else:
+        raise SystemExit(f"unknown command {cmd}")

@@ -1,0 +1,102 @@
+"""Where and how long things run: device, seeds, budgets, mixed precision, quality claims.
+
+Budgets (``GENLIB_BUDGET``):
+
+* ``smoke``   – seconds per chapter; proves the code runs, never proves a quality claim.
+* ``default`` – the CPU budget every chapter is written for (≤ 4 minutes per notebook on 2 cores).
+* ``gpu``     – longer runs for people with an accelerator.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import warnings
+
+import numpy as np
+import torch
+
+BUDGETS = ("smoke", "default", "gpu")
+
+
+def budget() -> str:
+    """The active budget name, from ``GENLIB_BUDGET`` (default: ``default``)."""
+    name = os.environ.get("GENLIB_BUDGET", "default").strip().lower() or "default"
+    if name not in BUDGETS:
+        raise ValueError(f"GENLIB_BUDGET={name!r}: choose one of {', '.join(BUDGETS)}")
+    return name
+
+
+def scaled(default, smoke=None, gpu=None):
+    """Pick a size for the active budget: ``steps = scaled(3000, smoke=50, gpu=20000)``."""
+    b = budget()
+    if b == "smoke" and smoke is not None:
+        return smoke
+    if b == "gpu" and gpu is not None:
+        return gpu
+    return default
+
+
+def claim(condition: bool, message: str) -> bool:
+    """Assert a claim about a result: enforced at the default and gpu budgets.
+
+    At the ``smoke`` budget models are too small to be judged, so the claim is reported, not
+    enforced. Returns ``condition`` so the caller can print it.
+    """
+    ok = bool(condition)
+    if budget() == "smoke":
+        print(("✓ " if ok else "· (not enforced at smoke budget) ") + message)
+        return ok
+    assert ok, message
+    print("✓ " + message)
+    return ok
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """CUDA if present, then Apple MPS, then CPU. ``GENLIB_DEVICE`` or ``prefer`` overrides."""
+    want = (prefer or os.environ.get("GENLIB_DEVICE", "")).strip().lower()
+    if want:
+        if want.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(f"GENLIB_DEVICE={want} but CUDA is not available here; "
+                               "unset it to run on the CPU")
+        return torch.device(want)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int = 0) -> torch.Generator:
+    """Seed Python, NumPy and PyTorch; return a ``torch.Generator`` seeded the same way."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def autocast(device: torch.device | str):
+    """Mixed precision where it helps: bf16 (or fp16) autocast on CUDA, nothing on CPU/MPS.
+
+    fp16/bf16 *compute* with fp32 master weights: the parameters stay float32, only matmuls and
+    convolutions run in half precision inside this context.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def setup_notebook(seed: int = 0, threads: int | None = None) -> torch.device:
+    """What every chapter's first code cell calls: quiet warnings, seed, pick a device, report."""
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    if threads:
+        torch.set_num_threads(threads)
+    seed_everything(seed)
+    device = get_device()
+    print(f"genlib: device={device.type}, budget={budget()}, seed={seed}")
+    return device

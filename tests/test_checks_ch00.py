@@ -1,0 +1,63 @@
+"""Gallery for chapter 00's warm-up check: the reference passes, each classic slip is named."""
+import pytest
+import torch
+
+from genlib.data import to_tanh_range
+
+
+def test_reference_accepted(accepts):
+    accepts("warmup.to_tanh_range", to_tanh_range)
+    accepts("warmup.to_tanh_range", lambda x: (x - 0.5) / 0.5)  # another correct form
+
+
+def _inplace(x):
+    return x.mul_(2).sub_(1)
+
+
+GALLERY = [
+    ("scale only", lambda x: x * 2, "endpoints: 0 → -1, ½ → 0, 1 → 1", "forgot to subtract 1"),
+    ("shift only", lambda x: x - 0.5, "endpoints: 0 → -1, ½ → 0, 1 → 1", "forgot to scale by 2"),
+    ("minus one only", lambda x: x - 1, "endpoints: 0 → -1, ½ → 0, 1 → 1", "forgot to scale by 2"),
+    ("shift then scale", lambda x: 2 * (x - 1), "endpoints: 0 → -1, ½ → 0, 1 → 1", "scale first"),
+    ("in place", _inplace, "does not modify its input", "in place"),
+    ("float64", lambda x: (2 * x - 1).double(), "keeps the dtype (float32 stays float32)", "float64"),
+    ("numpy out", lambda x: (2 * x - 1).numpy(), "returns a tensor of the same shape", "torch.Tensor"),
+    ("flattened", lambda x: (2 * x - 1).flatten(), "returns a tensor of the same shape", "shape"),
+]
+
+
+@pytest.mark.parametrize("label,fn,case,fragment", GALLERY, ids=[g[0] for g in GALLERY])
+def test_gallery_rejected(rejects, label, fn, case, fragment):
+    rejects("warmup.to_tanh_range", fn, case, fragment)
+
+
+def test_not_implemented_falls_back(capsys):
+    from genlib.exercises import check
+
+    def stub(x):
+        raise NotImplementedError
+
+    got = check("warmup.to_tanh_range", stub)
+    assert got is to_tanh_range
+    out = capsys.readouterr().out
+    assert "not done yet" in out and "reference" in out
+
+
+def test_passing_returns_learner_function():
+    from genlib.exercises import check
+
+    def mine(x):
+        return 2 * x - 1
+
+    assert check("warmup.to_tanh_range", mine, quiet=True) is mine
+
+
+def test_crash_is_reported_not_raised():
+    from genlib.exercises import run_check
+
+    def crashes(x):
+        return x.no_such_method()
+
+    r = run_check("warmup.to_tanh_range", crashes)
+    assert not r.passed
+    assert "AttributeError" in r.results[0].message and "no_such_method" in r.results[0].message
