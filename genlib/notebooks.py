@@ -73,9 +73,9 @@ def learner_copy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         tags = cell.get("metadata", {}).get("tags")
         if tags:
             new.metadata["tags"] = list(tags)
-        new.pop("id", None)
+        if "id" in cell:  # keep the solution's id so the learner copy is deterministic
+            new["id"] = cell["id"]
         out.cells.append(new)
-    out.nbformat, out.nbformat_minor = 4, 4
     return out
 
 
@@ -136,8 +136,8 @@ def percent_to_notebook(text: str) -> nbformat.NotebookNode:
         elif kind is not None:
             lines.append(line)
     flush()
-    for c in nb.cells:
-        c.pop("id", None)
+    for i, c in enumerate(nb.cells):  # stable ids: the same script gives the same notebook
+        c["id"] = f"cell-{i:03d}"
     return nb
 
 

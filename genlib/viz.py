@@ -85,7 +85,8 @@ def plot_samples_2d(samples, data=None, centers=None, ax=None, title: str | None
         c = torch.as_tensor(centers).detach().cpu().numpy()
         ax.scatter(c[:, 0], c[:, 1], s=60, marker="x", c="black", label="modes")
     s = torch.as_tensor(samples).detach().cpu().numpy()
-    ax.scatter(s[:, 0], s[:, 1], s=3, c="tab:red", alpha=0.6, label="samples")
+    size = 3 if len(s) > 200 else 25  # a few points must stay visible
+    ax.scatter(s[:, 0], s[:, 1], s=size, c="tab:red", alpha=0.6, label="samples")
     if lim is not None:
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)

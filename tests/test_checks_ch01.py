@@ -1,0 +1,145 @@
+"""Gallery for chapter 01: the Gaussian as a complete generative model."""
+import math
+
+import pytest
+import torch
+
+from genlib.density import fit_gaussian, gaussian_log_prob, sample_gaussian
+
+
+def test_references_accepted(accepts):
+    accepts("basics.fit_gaussian", fit_gaussian)
+    accepts("basics.gaussian_log_prob", gaussian_log_prob)
+    accepts("basics.sample_gaussian", sample_gaussian)
+
+
+def test_alternative_correct_forms_accepted(accepts):
+    accepts("basics.fit_gaussian", lambda x: (x.mean(0), torch.cov(x.T, correction=0)))
+    accepts("basics.gaussian_log_prob",
+            lambda x, m, c: torch.distributions.MultivariateNormal(m, c).log_prob(x))
+    accepts("basics.sample_gaussian",
+            lambda m, c, n, g=None: m + torch.randn(n, len(m), generator=g, dtype=m.dtype)
+            @ torch.linalg.cholesky(c).T)
+
+
+# ---------------------------------------------------------------- fit_gaussian
+def fit_unbiased(x):
+    return x.mean(0), torch.cov(x.T)
+
+
+def fit_no_centre(x):
+    return x.mean(0), x.T @ x / len(x)
+
+
+def fit_wrong_order(x):
+    c = x - x.mean(0)
+    return x.mean(0), c @ c.T / len(x)
+
+
+def fit_mean_dim1(x):
+    c = x - x.mean(0)
+    return x.mean(1), c.T @ c / len(x)
+
+
+FIT = [
+    ("unbiased N-1", fit_unbiased, "cov is the MLE (divide by N)", "N − 1"),
+    ("not centred", fit_no_centre, "cov is the MLE (divide by N)", "subtract the mean"),
+    ("N x N cov", fit_wrong_order, "returns (mean (D,), cov (D, D))", "wrong order"),
+    ("mean over dim 1", fit_mean_dim1, "mean is the average over samples", "dim 0"),
+    ("returns cov only", lambda x: torch.cov(x.T), "returns (mean (D,), cov (D, D))", "pair"),
+]
+
+
+@pytest.mark.parametrize("label,fn,case,frag", FIT, ids=[g[0] for g in FIT])
+def test_fit_gallery(rejects, label, fn, case, frag):
+    rejects("basics.fit_gaussian", fn, case, frag)
+
+
+# ---------------------------------------------------------------- gaussian_log_prob
+def _quad(x, m, c):
+    d = x - m
+    return (d @ torch.linalg.inv(c) * d).sum(-1)
+
+
+def lp_no_const(x, m, c):
+    return -0.5 * (torch.logdet(c) + _quad(x, m, c))
+
+
+def lp_no_half(x, m, c):
+    return -0.5 * (x.shape[1] * math.log(2 * math.pi) + torch.logdet(c)) - _quad(x, m, c)
+
+
+def lp_no_logdet(x, m, c):
+    return -0.5 * (x.shape[1] * math.log(2 * math.pi) + _quad(x, m, c))
+
+
+def lp_cov_not_inverse(x, m, c):
+    d = x - m
+    return -0.5 * (x.shape[1] * math.log(2 * math.pi) + torch.logdet(c) + (d @ c * d).sum(-1))
+
+
+def lp_summed(x, m, c):
+    return gaussian_log_prob(x, m, c).sum()
+
+
+def lp_density(x, m, c):
+    return gaussian_log_prob(x, m, c).exp()
+
+
+LP = [
+    ("no 2pi constant", lp_no_const, "standard normal in 1-D", "2π"),
+    ("no half on quadratic", lp_no_half, "standard normal in 1-D", "½"),
+    ("no log det", lp_no_logdet, "scaled variance (log-determinant term)", "log det"),
+    ("cov not inverse", lp_cov_not_inverse, "scaled variance (log-determinant term)", "Σ⁻¹"),
+    ("summed over batch", lp_summed, "shape (N,)", "shape"),
+    ("density not log", lp_density, "standard normal in 1-D", "differs"),
+]
+
+
+@pytest.mark.parametrize("label,fn,case,frag", LP, ids=[g[0] for g in LP])
+def test_log_prob_gallery(rejects, label, fn, case, frag):
+    rejects("basics.gaussian_log_prob", fn, case, frag)
+
+
+# ---------------------------------------------------------------- sample_gaussian
+def sg_cov_not_chol(m, c, n, g=None):
+    return m + torch.randn(n, len(m), generator=g, dtype=m.dtype) @ c
+
+
+def sg_L_not_LT(m, c, n, g=None):
+    return m + torch.randn(n, len(m), generator=g, dtype=m.dtype) @ torch.linalg.cholesky(c)
+
+
+def sg_no_mean(m, c, n, g=None):
+    return torch.randn(n, len(m), generator=g, dtype=m.dtype) @ torch.linalg.cholesky(c).T
+
+
+def sg_no_generator(m, c, n, g=None):
+    return m + torch.randn(n, len(m), dtype=m.dtype) @ torch.linalg.cholesky(c).T
+
+
+def sg_transposed(m, c, n, g=None):
+    return sample_gaussian(m, c, n, g).T
+
+
+SG = [
+    ("cov instead of cholesky", sg_cov_not_chol, "sample mean and covariance match", "Σ²"),
+    ("eps @ L", sg_L_not_LT, "sample mean and covariance match", "ε @ L.T"),
+    ("mean forgotten", sg_no_mean, "sample mean and covariance match", "add the mean"),
+    ("generator ignored", sg_no_generator, "uses the generator (reproducible)", "generator"),
+    ("transposed", sg_transposed, "shape (n, D)", "shape"),
+]
+
+
+@pytest.mark.parametrize("label,fn,case,frag", SG, ids=[g[0] for g in SG])
+def test_sample_gallery(rejects, label, fn, case, frag):
+    rejects("basics.sample_gaussian", fn, case, frag)
+
+
+def test_density_module_facts():
+    x = torch.randn(500, 2, dtype=torch.float64)
+    m, c = fit_gaussian(x)
+    ref = torch.distributions.MultivariateNormal(m, c).log_prob(x)
+    assert torch.allclose(gaussian_log_prob(x, m, c), ref, atol=1e-9)
+    with pytest.raises(ValueError, match=r"\(N, D\)"):
+        fit_gaussian(torch.randn(5))
