@@ -1,0 +1,216 @@
+"""Gallery for chapter 06's checks: correct PSNR/SSIM/Fréchet implementations pass, the usual
+mistakes are each rejected in a named case with a message that names the mistake."""
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+import torch.nn.functional as F
+
+from genlib import metrics
+
+
+# ----------------------------------------------------------------------------- PSNR
+def psnr_ok(x, y, data_range=1.0):
+    mse = ((x - y) ** 2).mean(dim=(1, 2, 3))
+    return 20 * torch.log10(data_range / mse.sqrt())  # amplitude form: also correct
+
+
+def _mse(x, y):
+    return ((x - y) ** 2).flatten(1).mean(1)
+
+
+PSNR_GALLERY = [
+    ("batch mean", lambda x, y, data_range=1.0: 10 * torch.log10(data_range ** 2 / ((x - y) ** 2).mean()),
+     "one value per image, shape (N,)", "whole batch"),
+    ("ignores data_range", lambda x, y, data_range=1.0: 10 * torch.log10(1 / _mse(x, y)),
+     "[-1, 1] images with data_range=2", "ignored data_range"),
+    ("range not squared", lambda x, y, data_range=1.0: 10 * torch.log10(data_range / _mse(x, y)),
+     "[-1, 1] images with data_range=2", "squared"),
+    ("20 with a power ratio", lambda x, y, data_range=1.0: 20 * torch.log10(data_range ** 2 / _mse(x, y)),
+     "[0, 1] images with data_range=1", "factor is 10"),
+    ("natural log", lambda x, y, data_range=1.0: 10 * torch.log(data_range ** 2 / _mse(x, y)),
+     "[0, 1] images with data_range=1", "log10"),
+    ("rmse", lambda x, y, data_range=1.0: 10 * torch.log10(data_range ** 2 / _mse(x, y).sqrt()),
+     "[0, 1] images with data_range=1", "root"),
+    ("sum of squares", lambda x, y, data_range=1.0:
+        10 * torch.log10(data_range ** 2 / ((x - y) ** 2).flatten(1).sum(1)),
+     "[0, 1] images with data_range=1", "mean"),
+    ("image max as peak", lambda x, y, data_range=1.0:
+        10 * torch.log10(torch.maximum(x.flatten(1).max(1).values, y.flatten(1).max(1).values) ** 2
+                         / _mse(x, y)),
+     "[0, 1] images with data_range=1", "brightest pixel"),
+]
+
+
+def test_psnr_reference_and_other_forms_accepted(accepts):
+    accepts("metrics.psnr", metrics.psnr)
+    accepts("metrics.psnr", psnr_ok)
+
+
+@pytest.mark.parametrize("label,fn,case,fragment", PSNR_GALLERY, ids=[g[0] for g in PSNR_GALLERY])
+def test_psnr_gallery_rejected(rejects, label, fn, case, fragment):
+    rejects("metrics.psnr", fn, case, fragment)
+
+
+# ----------------------------------------------------------------------------- SSIM
+def make_ssim(normalise=True, box=False, sample_cov=False, pad=0, c_range=True, c_squared=True,
+              mean_channels=False, global_stats=False):
+    """A learner-style SSIM with one mistake switched on."""
+    def ssim(x, y, data_range=1.0):
+        if mean_channels:
+            x, y = x.mean(1, keepdim=True), y.mean(1, keepdim=True)
+        c = x.shape[1]
+        if box:
+            w = torch.ones(11) / 11
+        else:
+            w = torch.exp(-(torch.arange(11.0) - 5) ** 2 / (2 * 1.5 ** 2))
+            if normalise:
+                w = w / w.sum()
+        k = torch.outer(w, w).expand(c, 1, 11, 11).to(x.dtype)
+
+        def filt(t):
+            if global_stats:
+                return t.mean(dim=(2, 3), keepdim=True)
+            return F.conv2d(F.pad(t, (pad,) * 4) if pad else t, k, groups=c)
+
+        mx, my = filt(x), filt(y)
+        vx, vy, cxy = filt(x * x) - mx ** 2, filt(y * y) - my ** 2, filt(x * y) - mx * my
+        if sample_cov:
+            vx, vy, cxy = (t * 121 / 120 for t in (vx, vy, cxy))
+        L = data_range if c_range else 1.0
+        c1, c2 = ((0.01 * L) ** 2, (0.03 * L) ** 2) if c_squared else (0.01 * L, 0.03 * L)
+        s = (2 * mx * my + c1) * (2 * cxy + c2) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
+        return s.mean(dim=(1, 2, 3))
+    return ssim
+
+
+def ssim_batch_scalar(x, y, data_range=1.0):
+    return metrics.ssim(x, y, data_range).mean()
+
+
+SSIM_GALLERY = [
+    ("window not normalised", make_ssim(normalise=False), "[0, 1] images with data_range=1",
+     "sum to 1"),
+    ("box window", make_ssim(box=True), "[0, 1] images with data_range=1", "gaussian"),
+    ("sample covariance", make_ssim(sample_cov=True), "low-contrast images, where C2 matters",
+     "sample covariance"),
+    ("zero padding", make_ssim(pad=5), "[0, 1] images with data_range=1", "padd"),
+    ("constants ignore data_range", make_ssim(c_range=False), "[-1, 1] colour images with data_range=2",
+     "data_range"),
+    ("constants not squared", make_ssim(c_squared=False), "[0, 1] images with data_range=1",
+     "squared"),
+    ("channels averaged first", make_ssim(mean_channels=True),
+     "[-1, 1] colour images with data_range=2", "per channel"),
+    ("global statistics", make_ssim(global_stats=True), "[0, 1] images with data_range=1",
+     "differs from the reference"),
+    ("batch scalar", ssim_batch_scalar, "one value per image, shape (N,)", "one number"),
+]
+
+
+def test_ssim_reference_and_learner_form_accepted(accepts):
+    accepts("metrics.ssim", metrics.ssim)
+    accepts("metrics.ssim", make_ssim())
+
+
+@pytest.mark.parametrize("label,fn,case,fragment", SSIM_GALLERY, ids=[g[0] for g in SSIM_GALLERY])
+def test_ssim_gallery_rejected(rejects, label, fn, case, fragment):
+    rejects("metrics.ssim", fn, case, fragment)
+
+
+# ----------------------------------------------------------------------------- Fréchet distance
+def fd_eigh(mu1, s1, mu2, s2):
+    """A correct learner version: symmetric form with eigh, clamped."""
+    w, v = np.linalg.eigh(s1)
+    r = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    lam = np.linalg.eigvalsh(r @ s2 @ r)
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2)
+                 - 2 * np.sqrt(np.clip(lam, 0, None)).sum())
+
+
+def fd_torch(mu1, s1, mu2, s2):
+    """Also correct: torch float64."""
+    mu1, s1, mu2, s2 = (torch.as_tensor(a, dtype=torch.float64) for a in (mu1, s1, mu2, s2))
+    w, v = torch.linalg.eigh(s1)
+    r = (v * w.clamp(min=0).sqrt()) @ v.T
+    lam = torch.linalg.eigvalsh(r @ s2 @ r).clamp(min=0)
+    return ((mu1 - mu2) ** 2).sum() + s1.trace() + s2.trace() - 2 * lam.sqrt().sum()
+
+
+def _parts(mu1, s1, mu2, s2):
+    return ((mu1 - mu2) ** 2).sum(), np.trace(s1) + np.trace(s2), fd_eigh
+
+
+def fd_no_cross(mu1, s1, mu2, s2):
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2))
+
+
+def fd_cross_no_two(mu1, s1, mu2, s2):
+    sq, tr, _ = _parts(mu1, s1, mu2, s2)
+    return fd_eigh(mu1, s1, mu2, s2) / 2 + (sq + tr) / 2  # = sq + tr − tr√(…)
+
+
+def fd_no_sqrt(mu1, s1, mu2, s2):
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(s1 @ s2))
+
+
+def fd_unsquared_mean(mu1, s1, mu2, s2):
+    return fd_eigh(mu1, s1, mu2, s2) - ((mu1 - mu2) ** 2).sum() + np.linalg.norm(mu1 - mu2)
+
+
+def fd_elementwise_sqrt(mu1, s1, mu2, s2):
+    r = np.sqrt(np.abs(s1))  # elementwise "square root" of a matrix
+    lam = np.linalg.eigvalsh(r @ s2 @ r)
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2)
+                 - 2 * np.sqrt(np.clip(lam, 0, None)).sum())
+
+
+def fd_sqrtm_complex(mu1, s1, mu2, s2):
+    covmean = scipy.linalg.sqrtm(s1 @ s2)
+    return ((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean) + 0j
+
+
+def fd_no_clamp(mu1, s1, mu2, s2):
+    w, v = np.linalg.eigh(s1)
+    with np.errstate(invalid="ignore"):
+        r = (v * np.sqrt(w)) @ v.T  # NaN for the −1e-17 eigenvalues of a singular Σ1
+        lam = np.linalg.eigvalsh(np.nan_to_num(r, nan=np.nan) @ s2 @ r) if np.isfinite(r).all() \
+            else np.full(len(w), np.nan)
+        return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(lam).sum())
+
+
+def fd_inplace(mu1, s1, mu2, s2):
+    s1 += 1e-6 * np.eye(len(s1))
+    return fd_eigh(mu1, s1, mu2, s2)
+
+
+FD_GALLERY = [
+    ("no cross term", fd_no_cross, "N(0, I) vs N(1, I) in d dimensions is d", "forgot the cross term"),
+    ("cross term without 2", fd_cross_no_two, "N(0, I) vs N(1, I) in d dimensions is d", "factor 2"),
+    ("no matrix sqrt", fd_no_sqrt, "identical Gaussians are at distance 0", "matrix square root"),
+    ("unsquared mean distance", fd_unsquared_mean, "N(0, I) vs N(1, I) in d dimensions is d", "squared"),
+    ("elementwise sqrt", fd_elementwise_sqrt, "identical Gaussians are at distance 0", "elementwise"),
+    ("complex sqrtm result", fd_sqrtm_complex, "N(0, I) vs N(1, I) in d dimensions is d", "complex"),
+    ("no clamp at zero", fd_no_clamp, "singular covariances (fewer samples than dimensions)", "clamp"),
+    ("modifies inputs", fd_inplace, "does not modify its inputs", "in place"),
+]
+
+
+def test_frechet_reference_and_learner_forms_accepted(accepts):
+    accepts("metrics.frechet_distance", metrics.frechet_distance)
+    accepts("metrics.frechet_distance", fd_eigh)
+    accepts("metrics.frechet_distance", fd_torch)
+
+
+@pytest.mark.parametrize("label,fn,case,fragment", FD_GALLERY, ids=[g[0] for g in FD_GALLERY])
+def test_frechet_gallery_rejected(rejects, label, fn, case, fragment):
+    rejects("metrics.frechet_distance", fn, case, fragment)
+
+
+def test_not_implemented_falls_back_to_reference(capsys):
+    from genlib.exercises import check
+
+    def stub(x, y, data_range=1.0):
+        raise NotImplementedError
+
+    assert check("metrics.ssim", stub) is metrics.ssim
+    assert "not done yet" in capsys.readouterr().out
