@@ -1,0 +1,559 @@
+"""Checks for chapter 09 (interview prep): one check per spot-the-bug snippet, ``bugs.<slug>``.
+
+Each check tests behaviour: it rejects the buggy snippet in ``genlib.spotbugs`` with a message that
+names the bug, and accepts the fix.
+"""
+import copy
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from genlib import spotbugs as sb
+from genlib.exercises import CheckFailure, expect_close, expect_tensor, register
+from genlib.losses import d_loss, g_loss, gaussian_kl
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def _isolated(spec):
+    """Run every case of ``spec`` with the global RNG saved and restored: the checks seed torch for
+    reproducible verdicts, and must not change the random stream of the learner's notebook."""
+    original = spec.case
+
+    def case(name):
+        def deco(fn):
+            def run(arg):
+                with torch.random.fork_rng(devices=[]):
+                    return fn(arg)
+            original(name)(run)
+            return fn
+        return deco
+
+    spec.case = case
+    return spec
+
+
+def _scalar(out, what="your loss"):
+    expect_tensor(out, None, what)
+    if out.dim() != 0:
+        raise CheckFailure(f"{what} should be a scalar (shape ()), got shape {tuple(out.shape)}: "
+                           "reduce it with .mean()")
+    return out
+
+
+# ============================================================================ bugs.reparameterize
+spec = _isolated(register("bugs.reparameterize", sb.fixed_reparameterize,
+                "sample z = mu + exp(logvar/2)·ε, not mu + σ"))
+
+
+@spec.case("returns z with the shape of mu")
+def _(fn):
+    mu, logvar = torch.zeros(5, 3), torch.zeros(5, 3)
+    expect_tensor(fn(mu, logvar), (5, 3), "z")
+
+
+@spec.case("z is random: two calls differ")
+def _(fn):
+    mu, logvar = torch.zeros(4, 3), torch.zeros(4, 3)
+    if torch.equal(fn(mu, logvar), fn(mu, logvar)):
+        raise CheckFailure("every call returns the same z for the same (mu, logvar): nothing is "
+                           "sampled. Multiply the std by ε = torch.randn_like(mu)")
+
+
+@spec.case("mean mu and std exp(logvar/2)")
+def _(fn):
+    torch.manual_seed(0)
+    mu = torch.full((20000, 1), 1.5)
+    logvar = torch.full((20000, 1), math.log(0.25))  # std 0.5
+    z = fn(mu, logvar)
+    m, s = z.mean().item(), z.std().item()
+    if abs(s - 0.25) < 0.02:
+        raise CheckFailure(f"std of z is {s:.3f}, expected 0.5: you used exp(logvar) (the variance) "
+                           "as the std; the std is exp(logvar / 2)")
+    if abs(s - 0.5) > 0.02:
+        raise CheckFailure(f"std of z is {s:.3f}, expected exp(logvar/2) = 0.5")
+    if abs(m - 1.5) > 0.02:
+        raise CheckFailure(f"mean of z is {m:.3f}, expected mu = 1.5: add mu, and use zero-mean noise")
+
+
+@spec.case("gradients reach mu and logvar")
+def _(fn):
+    mu = torch.zeros(8, 2, requires_grad=True)
+    logvar = torch.zeros(8, 2, requires_grad=True)
+    z = fn(mu, logvar)
+    if z.requires_grad:
+        z.pow(2).sum().backward()
+    if mu.grad is None or logvar.grad is None or logvar.grad.abs().sum() == 0:
+        raise CheckFailure("no gradient reaches mu or logvar: draw ε outside the graph and compute "
+                           "mu + exp(logvar/2)·ε with differentiable ops (no .detach(), no sampling "
+                           "from a distribution object without rsample)")
+
+
+# ============================================================================ bugs.gaussian_head
+spec = _isolated(register("bugs.gaussian_head", sb.FixedGaussianHead,
+                "mean and log-variance heads are unconstrained Linear layers"))
+
+
+def _head_out(cls):
+    torch.manual_seed(0)
+    head = cls(12, 5)
+    mu, logvar = head(torch.randn(256, 12))
+    expect_tensor(mu, (256, 5), "mu")
+    expect_tensor(logvar, (256, 5), "logvar")
+    return head, mu, logvar
+
+
+@spec.case("returns (mu, logvar) of shape (N, latent_dim)")
+def _(cls):
+    _head_out(cls)
+
+
+@spec.case("mu can be negative")
+def _(cls):
+    _, mu, _ = _head_out(cls)
+    if (mu < 0).float().mean() < 0.1:
+        raise CheckFailure("mu is (almost) never negative: an activation (ReLU, softplus, exp) on the "
+                           "mean clips the latent space; the mean head must be a plain Linear")
+
+
+@spec.case("logvar can be negative (variance below 1)")
+def _(cls):
+    _, _, logvar = _head_out(cls)
+    if (logvar < 0).float().mean() < 0.1:
+        raise CheckFailure("logvar is (almost) never negative, so the variance is never below the "
+                           "prior's 1: no ReLU on the log-variance — it is unconstrained")
+
+
+@spec.case("gradients reach both heads")
+def _(cls):
+    head, mu, logvar = _head_out(cls)
+    (mu.sum() + logvar.sum()).backward()
+    params = list(head.parameters())
+    if not params or any(p.grad is None or p.grad.abs().sum() == 0 for p in params):
+        raise CheckFailure("some parameters get no gradient: both mu and logvar must come from "
+                           "trainable layers applied to h")
+
+
+# ============================================================================ VAE loss (two bugs)
+def _vae_loss_cases(spec):
+    @spec.case("returns a scalar")
+    def _(fn):
+        x = torch.rand(4, 1, 3, 3)
+        _scalar(fn(x, x, torch.zeros(4, 2), torch.zeros(4, 2)))
+
+    @spec.case("includes the KL term")
+    def _(fn):
+        x = torch.rand(4, 1, 3, 3)
+        mu, logvar = torch.ones(4, 2), torch.zeros(4, 2)  # KL = ½·Σ mu² = 1 per sample
+        out = _scalar(fn(x, x.clone(), mu, logvar)).item()
+        if abs(out) < 1e-6:
+            raise CheckFailure("with a perfect reconstruction and mu = 1 your loss is 0: the KL term "
+                               "is missing, which makes this a plain autoencoder — add "
+                               "KL(N(mu, e^logvar) ‖ N(0, I)) = ½Σ(mu² + e^logvar − 1 − logvar)")
+
+    @spec.case("KL averaged over the batch, like the reconstruction")
+    def _(fn):
+        x = torch.rand(8, 1, 3, 3)
+        mu, logvar = torch.ones(8, 2), torch.zeros(8, 2)
+        out = _scalar(fn(x, x.clone(), mu, logvar)).item()
+        if abs(out - 8.0) < 1e-4:
+            raise CheckFailure("your KL is summed over the batch (8 samples → 8.0, expected 1.0): "
+                               "sum over latent dims per sample, then mean over the batch")
+        if abs(out - 0.5) < 1e-4:
+            raise CheckFailure("your KL is averaged over latent dims (0.5, expected 1.0): sum over "
+                               "latent dims per sample")
+        if abs(out - 1.0) > 1e-4:
+            raise CheckFailure(f"with x_hat = x and mu = 1, logvar = 0 (two latent dims) the loss "
+                               f"should be the mean KL = 1.0, got {out:.4g}")
+
+    @spec.case("reconstruction summed over pixels")
+    def _(fn):
+        x = torch.zeros(4, 1, 4, 4)
+        x_hat = torch.full_like(x, 0.5)   # squared error 0.25 per pixel, 16 pixels → 4 per sample
+        out = _scalar(fn(x_hat, x, torch.zeros(4, 2), torch.zeros(4, 2))).item()
+        if abs(out - 0.25) < 1e-5:
+            raise CheckFailure("your reconstruction term is averaged over pixels (0.25, expected 4.0): "
+                               "it is 16× smaller than the sum the ELBO needs, so the KL dominates; "
+                               "sum over pixels per sample, then mean over the batch")
+        if abs(out - 4.0) > 1e-4:
+            raise CheckFailure(f"squared error summed over 16 pixels should be 4.0 per sample, "
+                               f"got {out:.4g}")
+
+    @spec.case("matches the reference on random inputs")
+    def _(fn):
+        g = _gen(3)
+        x, x_hat = torch.rand(6, 1, 4, 4, generator=g), torch.rand(6, 1, 4, 4, generator=g)
+        mu, logvar = torch.randn(6, 3, generator=g), torch.randn(6, 3, generator=g)
+        expect_close(_scalar(fn(x_hat, x, mu, logvar)), sb.fixed_vae_loss(x_hat, x, mu, logvar),
+                     "loss", "per sample: Σ_pixels (x_hat − x)² + KL; then mean over the batch")
+
+
+_vae_loss_cases(_isolated(register("bugs.vae_kl_missing", sb.fixed_vae_loss,
+                         "VAE loss = reconstruction + KL, not reconstruction alone")))
+_vae_loss_cases(_isolated(register("bugs.vae_loss_scale", sb.fixed_vae_loss,
+                         "reduce reconstruction and KL the same way (sum per sample, mean over batch)")))
+
+
+# ============================================================================ bugs.conv_encoder
+spec = _isolated(register("bugs.conv_encoder", sb.FixedConvEncoder,
+                "size the Linear layer after Flatten from the image size"))
+
+
+def _encode(cls, size, latent):
+    enc = cls(image_size=size, latent_dim=latent)
+    try:
+        out = enc(torch.randn(3, 1, size, size))
+    except RuntimeError as e:
+        if "shapes cannot be multiplied" in str(e) or "size mismatch" in str(e):
+            raise CheckFailure(f"on {size}×{size} images the Linear layer after Flatten gets the wrong "
+                               f"number of features ({e}): compute in_features from image_size — "
+                               "each stride-2 conv halves the side") from None
+        raise
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise CheckFailure("forward should return (mu, logvar)")
+    for name, t in zip(("mu", "logvar"), out):
+        expect_tensor(t, None, name)
+        if tuple(t.shape) != (3, latent):
+            raise CheckFailure(f"{name} has shape {tuple(t.shape)}, expected (3, {latent}): the head "
+                               "must output 2·latent_dim numbers (the decoder expects latent_dim)")
+
+
+@spec.case("8×8 images, latent_dim 4")
+def _(cls):
+    _encode(cls, 8, 4)
+
+
+@spec.case("16×16 images, latent_dim 6")
+def _(cls):
+    _encode(cls, 16, 6)
+
+
+# ============================================================================ bugs.sigmoid_bce
+spec = _isolated(register("bugs.sigmoid_bce", sb.fixed_bce_from_logits,
+                "BCE from logits, stable for confident logits"))
+
+
+@spec.case("matches BCE for moderate logits")
+def _(fn):
+    g = _gen(0)
+    logits = torch.randn(32, generator=g) * 2
+    targets = (torch.rand(32, generator=g) > 0.5).float()
+    expect_close(_scalar(fn(logits, targets)),
+                 F.binary_cross_entropy_with_logits(logits, targets), "loss",
+                 "mean of −[y·log σ(l) + (1 − y)·log(1 − σ(l))]")
+
+
+@spec.case("confidently wrong logit: value")
+def _(fn):
+    out = _scalar(fn(torch.tensor([30.0]), torch.tensor([0.0]))).item()
+    if abs(out - 100.0) < 1e-3:
+        raise CheckFailure("for logit 30 with target 0 the loss should be ≈ 30, yours is 100: "
+                           "sigmoid(30) rounds to 1.0 in float32, log(1 − 1) = −inf and BCELoss "
+                           "clamps it to −100. Compute from logits (binary_cross_entropy_with_logits)")
+    if not math.isfinite(out) or abs(out - 30.0) > 1e-3:
+        raise CheckFailure(f"for logit 30 with target 0 the loss should be ≈ 30, got {out:.4g}: "
+                           "compute it from logits (binary_cross_entropy_with_logits)")
+
+
+@spec.case("confidently wrong logit: gradient")
+def _(fn):
+    logit = torch.tensor([30.0], requires_grad=True)
+    _scalar(fn(logit, torch.tensor([0.0]))).backward()
+    grad = 0.0 if logit.grad is None else logit.grad.item()
+    if abs(grad - 1.0) > 1e-3:
+        raise CheckFailure(f"d loss / d logit at logit 30, target 0 should be σ(30) − 0 ≈ 1, yours is "
+                           f"{grad:.3g}: the sigmoid saturated, so the most wrong sample teaches "
+                           "nothing. Use binary_cross_entropy_with_logits")
+
+
+# ============================================================================ bugs.logits_as_probs
+spec = _isolated(register("bugs.logits_as_probs", sb.fixed_d_loss_logits,
+                "D outputs logits: compute its loss with log-sigmoids"))
+
+
+@spec.case("finite for negative logits")
+def _(fn):
+    out = _scalar(fn(torch.tensor([-2.0, 0.5]), torch.tensor([1.5, -3.0])))
+    if not torch.isfinite(out):
+        raise CheckFailure("your loss is NaN/inf for negative logits: D ends in a linear layer, so "
+                           "its outputs are logits, not probabilities — log(logit) is undefined. "
+                           "Use softplus (−log σ(l) = softplus(−l)) or BCE-with-logits")
+
+
+@spec.case("matches −E[log σ(real)] − E[log(1 − σ(fake))]")
+def _(fn):
+    g = _gen(1)
+    real, fake = torch.randn(16, generator=g) * 3, torch.randn(16, generator=g) * 3
+    expect_close(_scalar(fn(real, fake)), d_loss(real, fake), "loss",
+                 "apply the sigmoid inside the loss: softplus(−real).mean() + softplus(fake).mean()")
+
+
+@spec.case("stable for logits of ±40")
+def _(fn):
+    real, fake = torch.tensor([-40.0, 40.0]), torch.tensor([40.0, -40.0])
+    expect_close(_scalar(fn(real, fake)), d_loss(real, fake), "loss at logits ±40",
+                 "sigmoid(40) is exactly 1.0 in float32: compute from logits with softplus")
+
+
+# ============================================================================ bugs.target_shape
+spec = _isolated(register("bugs.target_shape", sb.fixed_d_loss_labels,
+                "(N, 1) logits against (N,) labels: flatten before the loss"))
+
+
+@spec.case("(N, 1) logits, (N,) labels")
+def _(fn):
+    logits = torch.tensor([[3.0], [-2.0], [0.5], [-1.0]])
+    labels = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    out = _scalar(fn(logits, labels))
+    ref = F.binary_cross_entropy_with_logits(logits.view(-1), labels)
+    broadcast = (labels * F.softplus(-logits) + (1 - labels) * F.softplus(logits)).mean()
+    if torch.isclose(out, broadcast, atol=1e-5) and not torch.isclose(out, ref, atol=1e-5):
+        raise CheckFailure("your (N, 1) logits broadcast against the (N,) labels into an (N, N) "
+                           "matrix, scoring every output against every label: flatten the logits "
+                           "with .reshape(-1) first")
+    expect_close(out, ref, "loss", "mean BCE of each logit against its own label")
+
+
+@spec.case("(N,) logits also work")
+def _(fn):
+    logits, labels = torch.tensor([1.0, -1.0, 2.0]), torch.tensor([1.0, 1.0, 0.0])
+    expect_close(_scalar(fn(logits, labels)),
+                 F.binary_cross_entropy_with_logits(logits, labels), "loss")
+
+
+# ============================================================================ bugs.saturating_g_loss
+spec = _isolated(register("bugs.saturating_g_loss", sb.fixed_generator_loss,
+                "non-saturating generator loss −E[log D(G(z))]"))
+
+
+@spec.case("returns a scalar")
+def _(fn):
+    _scalar(fn(torch.randn(8)))
+
+
+@spec.case("minimising it raises D's logits on fakes")
+def _(fn):
+    logits = torch.zeros(4, requires_grad=True)
+    _scalar(fn(logits)).backward()
+    if logits.grad is None or (logits.grad >= 0).any():
+        raise CheckFailure("the gradient w.r.t. the fake logits should be negative (G minimises its "
+                           "loss by making D call fakes real); check the sign of your loss")
+
+
+@spec.case("strong gradient when D rejects the fakes")
+def _(fn):
+    logits = torch.full((4,), -10.0, requires_grad=True)  # D is sure these are fake
+    _scalar(fn(logits)).backward()
+    g = logits.grad.abs().mean().item() * 4 if logits.grad is not None else 0.0
+    if g < 0.5:
+        raise CheckFailure(f"at logit −10 (D confidently rejects the fakes) your gradient is "
+                           f"{g:.2g}, the non-saturating loss gives ≈ 1: log(1 − D(G(z))) and "
+                           "1 − D(G(z)) saturate there. Minimise −log D(G(z)) = softplus(−logit)")
+
+
+@spec.case("matches −E[log σ(fake_logits)]")
+def _(fn):
+    logits = torch.randn(16, generator=_gen(2)) * 3
+    expect_close(_scalar(fn(logits)), g_loss(logits), "loss", "softplus(−logits).mean()")
+
+
+# ============================================================================ bugs.pixel_scale
+spec = _isolated(register("bugs.pixel_scale", sb.fixed_to_generator_range,
+                "map uint8 pixels [0, 255] to [-1, 1] for a tanh generator"))
+
+
+@spec.case("float32 output of the same shape")
+def _(fn):
+    x = torch.randint(0, 256, (2, 4, 4), dtype=torch.uint8)
+    expect_tensor(fn(x), (2, 4, 4), "output", dtype=torch.float32)
+
+
+@spec.case("0 → −1 and 255 → 1")
+def _(fn):
+    out = fn(torch.tensor([0, 255], dtype=torch.uint8))
+    lo, hi = out.tolist()
+    if abs(lo) < 1e-6 and abs(hi - 1) < 1e-5:
+        raise CheckFailure("your pixels land in [0, 1] but a tanh generator outputs [−1, 1]; D can "
+                           "then tell real from fake by the sign alone. Use x / 127.5 − 1")
+    expect_close(out, torch.tensor([-1.0, 1.0]), "f([0, 255])", "the map is x / 127.5 − 1")
+
+
+@spec.case("linear in between")
+def _(fn):
+    x = torch.arange(0, 256, 15, dtype=torch.uint8)
+    expect_close(fn(x), x.float() / 127.5 - 1, "f(x)", "the map is x / 127.5 − 1")
+
+
+# ============================================================================ bugs.generator_tanh
+spec = _isolated(register("bugs.generator_tanh", sb.FixedMLPGenerator,
+                "generator output bounded to [-1, 1] like the data"))
+
+
+@spec.case("z (N, 16) → (N, 64)")
+def _(cls):
+    torch.manual_seed(0)
+    expect_tensor(cls(z_dim=16, out_dim=64)(torch.randn(5, 16)), (5, 64), "G(z)")
+
+
+@spec.case("outputs stay in [−1, 1]")
+def _(cls):
+    torch.manual_seed(0)
+    out = cls(z_dim=16, out_dim=64)(torch.randn(64, 16) * 50).detach()
+    if out.abs().max() > 1 + 1e-6:
+        raise CheckFailure(f"outputs reach {out.abs().max():.3g}: a linear last layer is unbounded, "
+                           "but the data live in [−1, 1]; end the generator with tanh")
+    if out.min() >= 0:
+        raise CheckFailure("outputs are never negative (sigmoid gives [0, 1]) but the data live in "
+                           "[−1, 1]; end the generator with tanh")
+
+
+# ============================================================================ bugs.noise_shape
+spec = _isolated(register("bugs.noise_shape", sb.fixed_sample_noise,
+                          "(n, z_dim) standard normal noise"))
+
+
+@spec.case("shape (n, z_dim)")
+def _(fn):
+    z = fn(7, 5)
+    expect_tensor(z, None, "noise")
+    if tuple(z.shape) != (7, 5):
+        raise CheckFailure(f"noise has shape {tuple(z.shape)}, the generator takes (n, z_dim) = "
+                           "(7, 5): no extra batch axis, and n rows")
+
+
+@spec.case("standard normal, fresh every call")
+def _(fn):
+    torch.manual_seed(0)
+    z = fn(4000, 8)
+    if abs(z.mean().item()) > 0.05 or abs(z.std().item() - 1) > 0.05:
+        raise CheckFailure(f"noise has mean {z.mean():.3f} and std {z.std():.3f}; expected N(0, 1) "
+                           "(torch.randn, not torch.rand, not data)")
+    if torch.equal(fn(3, 2), fn(3, 2)):
+        raise CheckFailure("two calls return the same noise: draw fresh noise each time")
+
+
+# ============================================================================ GAN steps
+def _tiny_gan(seed=0):
+    torch.manual_seed(seed)
+    G = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 2))
+    D = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 1), nn.Flatten(0))
+    real, z = torch.randn(32, 2) + 2, torch.randn(32, 2)
+    return G, D, real, z
+
+
+def _params(m):
+    return [p.detach().clone() for p in m.parameters()]
+
+
+def _same(a, b, tol=1e-6):
+    return all(torch.allclose(x, y, atol=tol) for x, y in zip(a, b))
+
+
+spec = _isolated(register("bugs.d_step_detach", sb.fixed_d_step,
+                          "D step with G(z).detach()"))
+
+
+@spec.case("D is updated by its own loss")
+def _(fn):
+    G, D, real, z = _tiny_gan()
+    G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
+    fn(G, D, torch.optim.SGD(D.parameters(), lr=0.1), real, z)
+    sb.fixed_d_step(G2, D2, torch.optim.SGD(D2.parameters(), lr=0.1), real, z)
+    if not _same(_params(D), _params(D2), 1e-5):
+        raise CheckFailure("after one step D's parameters differ from a plain SGD step on "
+                           "d_loss(D(real), D(fake)): zero grads, backward, opt_d.step()")
+
+
+@spec.case("G gets no gradient from D's loss")
+def _(fn):
+    G, D, real, z = _tiny_gan()
+    fn(G, D, torch.optim.SGD(D.parameters(), lr=0.1), real, z)
+    if any(p.grad is not None and p.grad.abs().sum() > 0 for p in G.parameters()):
+        raise CheckFailure("after your D step G's parameters hold gradients: the fake batch was not "
+                           "detached, so backward ran through G (wasted compute, and stale "
+                           "gradients in G's .grad). Use G(z).detach()")
+
+
+spec_a = _isolated(register("bugs.d_never_updated", sb.fixed_train_step,
+                  "alternating updates: step D, then step G"))
+spec_b = _isolated(register("bugs.d_not_frozen", sb.fixed_train_step,
+                  "only G's optimizer steps in the generator step"))
+
+
+def _run_step(fn):
+    G, D, real, z = _tiny_gan()
+    G0, D0 = _params(G), _params(D)
+    G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
+    out = fn(G, D, torch.optim.SGD(G.parameters(), lr=0.1),
+             torch.optim.SGD(D.parameters(), lr=0.1), real, z)
+    sb.fixed_train_step(G2, D2, torch.optim.SGD(G2.parameters(), lr=0.1),
+                        torch.optim.SGD(D2.parameters(), lr=0.1), real, z)
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise CheckFailure("return (d_loss, g_loss)")
+    return G, D, G0, D0, G2, D2
+
+
+def _step_cases(spec):
+    @spec.case("D is updated")
+    def _(fn):
+        _, D, _, D0, _, _ = _run_step(fn)
+        if _same(_params(D), D0, 0):
+            raise CheckFailure("D's parameters did not change: its loss is computed but never "
+                               "stepped. Zero D's grads, backward its loss, opt_d.step()")
+
+    @spec.case("G is updated")
+    def _(fn):
+        G, _, G0, _, _, _ = _run_step(fn)
+        if _same(_params(G), G0, 0):
+            raise CheckFailure("G's parameters did not change: backward g_loss and call opt_g.step()")
+
+    @spec.case("D moves only by its own loss")
+    def _(fn):
+        _, D, _, _, _, D2 = _run_step(fn)
+        if not _same(_params(D), _params(D2), 1e-5):
+            raise CheckFailure("D's parameters differ from one step on its own loss: D must stay "
+                               "frozen in the generator step — step only opt_g there (and zero "
+                               "D's grads before its own step)")
+
+    @spec.case("G matches one D step then one G step")
+    def _(fn):
+        G, _, _, _, G2, _ = _run_step(fn)
+        if not _same(_params(G), _params(G2), 1e-5):
+            raise CheckFailure("G's parameters differ from the reference: update D first, then G "
+                               "against the updated D with g_loss(D(G(z)))")
+
+
+_step_cases(spec_a)
+_step_cases(spec_b)
+
+
+# ============================================================================ bugs.master_weights
+spec = _isolated(register("bugs.master_weights", sb.fixed_low_precision_sgd,
+                "keep float32 master weights when gradients are low precision"))
+
+
+@spec.case("small updates accumulate")
+def _(fn):
+    w0 = torch.ones(4)
+    grads = torch.ones(1000, 4, dtype=torch.bfloat16)
+    w = fn(w0, grads, 1e-4)
+    expect_tensor(w, (4,), "weights")
+    if torch.allclose(w.float(), w0, atol=1e-6):
+        raise CheckFailure("1000 updates of 1e-4 should move 1.0 to 0.9, yours stayed at 1.0: the "
+                           "weights are stored in bfloat16, whose spacing near 1 is 2⁻⁷ ≈ 0.0078, so "
+                           "each update rounds away. Keep float32 master weights")
+    expect_close(w.float(), torch.full((4,), 0.9), "weights after 1000 steps",
+                 "w − lr·g in float32 for each g", rtol=1e-4, atol=1e-4)
+
+
+@spec.case("returns float32 and leaves w0 alone")
+def _(fn):
+    w0 = torch.ones(3)
+    w = fn(w0, torch.ones(2, 3, dtype=torch.bfloat16), 0.5)
+    expect_tensor(w, (3,), "weights", dtype=torch.float32)
+    if not torch.equal(w0, torch.ones(3)):
+        raise CheckFailure("your function changed w0 in place; work on a copy")

@@ -1,0 +1,711 @@
+"""The interview question bank, the myth-vs-fact list, and ``genlib quiz``.
+
+* ``load_bank(topic=None, difficulty=None)`` → list of question entries (dicts) from
+  ``genlib/bank/<topic>.json``. Fields: ``id`` (``<topic>-<n>``), ``topic``, ``difficulty``
+  (easy/medium/hard), ``question``, ``short_answer`` (≤ 120 words: say it aloud), ``deep_answer``
+  (for the follow-up), ``follow_ups``, ``pitfalls``, ``references`` ([{"paper", "year"}]),
+  ``sources`` (S-ids from SOURCES.md), ``links`` ({"notebook": "solutions/NN_x.ipynb#Heading" or
+  null, "function": "genlib.module.name" or null}).
+* ``load_myths()`` → the wrong claims of the source articles, each with its correction and its
+  evidence ({"kind": derivation | measurement | citation, "detail", optional "check": a function
+  here that re-derives or re-measures the fact and raises if it does not hold}).
+* ``genlib quiz [--topic T] [--difficulty D] [-n N] [--print] [--mock] [--state PATH]``: asks,
+  reveals on Enter, records a 1–3 self-rating, and brings weak questions back sooner (a small
+  Leitner schedule counted in sessions, stored in ``~/.genlib-quiz.json``). ``--mock`` is a timed
+  mock interview across topics; ``--print`` writes a study sheet and needs no input.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import re
+import sys
+import textwrap
+from functools import lru_cache
+from pathlib import Path
+
+BANK_DIR = Path(__file__).resolve().parent / "bank"
+ROOT = Path(__file__).resolve().parent.parent
+TOPICS = {
+    "basics": "Foundations and history",
+    "gan": "GAN theory",
+    "training": "GAN training",
+    "modes": "Mode collapse",
+    "vae": "Variational autoencoders",
+    "metrics": "Evaluation metrics",
+    "cond": "Conditioning and text-to-image",
+    "speed": "Speed and hardware",
+    "diffusion": "Diffusion basics",
+}
+DIFFICULTIES = ("easy", "medium", "hard")
+FIELDS = ("id", "topic", "difficulty", "question", "short_answer", "deep_answer", "follow_ups",
+          "pitfalls", "references", "sources", "links")
+EVIDENCE_KINDS = ("derivation", "measurement", "citation")
+SHORT_ANSWER_WORDS = 120
+
+# Every item of SOURCES.md (articles 000–004). The bank must cover each one; tests also
+# cross-check this list against ../shared/SOURCES.md when that file is present.
+SOURCE_IDS = (
+    [f"S0.{i}" for i in range(1, 6)] + [f"S1.{i}" for i in range(1, 9)]
+    + [f"S2.{i}" for i in range(1, 8)] + [f"S3.{i}" for i in range(1, 8)]
+    + [f"S4.{i}" for i in range(1, 9)]
+)
+
+
+# ============================================================================ loading
+@lru_cache(maxsize=1)
+def _all_entries() -> tuple:
+    entries = []
+    for topic in TOPICS:
+        path = BANK_DIR / f"{topic}.json"
+        if path.exists():
+            entries.extend(json.loads(path.read_text(encoding="utf-8")))
+    return tuple(entries)
+
+
+def load_bank(topic: str | None = None, difficulty: str | None = None) -> list[dict]:
+    """Question entries (fresh dicts), optionally filtered by topic and difficulty."""
+    if topic is not None and topic not in TOPICS:
+        raise ValueError(f"unknown topic {topic!r}; choose one of {', '.join(TOPICS)}")
+    if difficulty is not None and difficulty not in DIFFICULTIES:
+        raise ValueError(f"unknown difficulty {difficulty!r}; choose one of {', '.join(DIFFICULTIES)}")
+    return [json.loads(json.dumps(e)) for e in _all_entries()
+            if (topic is None or e["topic"] == topic)
+            and (difficulty is None or e["difficulty"] == difficulty)]
+
+
+def load_myths() -> list[dict]:
+    """Myth-vs-fact items: id, claim, source_ids, correction, evidence, question_ids."""
+    return json.loads((BANK_DIR / "myths.json").read_text(encoding="utf-8"))
+
+
+def get(qid: str) -> dict:
+    """One entry by id (``"vae-2"``)."""
+    for e in load_bank():
+        if e["id"] == qid:
+            return e
+    raise KeyError(f"no question {qid!r} in the bank")
+
+
+def source_ids_in(text: str) -> list[str]:
+    """The S-ids (S0.1 …) listed as items in a SOURCES.md text, in order of appearance."""
+    return list(dict.fromkeys(re.findall(r"^- (S\d\.\d+)\b", text, flags=re.M)))
+
+
+def coverage(entries=None) -> dict[str, list[str]]:
+    """S-id → ids of the questions that cover it (every S-id in SOURCE_IDS is a key)."""
+    cov = {s: [] for s in SOURCE_IDS}
+    for e in entries if entries is not None else load_bank():
+        for s in e["sources"]:
+            cov.setdefault(s, []).append(e["id"])
+    return cov
+
+
+# ============================================================================ validation
+def validate_entry(e: dict) -> list[str]:
+    """Problems with one entry's structure (an empty list means it is well formed)."""
+    problems = [f"missing field {f!r}" for f in FIELDS if f not in e]
+    if problems:
+        return problems
+    if e["topic"] not in TOPICS:
+        problems.append(f"unknown topic {e['topic']!r}")
+    if not re.fullmatch(rf"{re.escape(e['topic'])}-\d+", e["id"]):
+        problems.append(f"id {e['id']!r} should be '{e['topic']}-<n>'")
+    if e["difficulty"] not in DIFFICULTIES:
+        problems.append(f"difficulty {e['difficulty']!r} not in {DIFFICULTIES}")
+    for f in ("question", "short_answer", "deep_answer"):
+        if not isinstance(e[f], str) or len(e[f].strip()) < 20:
+            problems.append(f"{f} is empty or too short")
+    n_words = len(e["short_answer"].split())
+    if n_words > SHORT_ANSWER_WORDS:
+        problems.append(f"short_answer has {n_words} words (> {SHORT_ANSWER_WORDS})")
+    if len(e["deep_answer"].split()) < 40 or e["deep_answer"] == e["short_answer"]:
+        problems.append("deep_answer should add at least 40 words beyond the short answer")
+    for f in ("follow_ups", "pitfalls"):
+        if not e[f] or not all(isinstance(s, str) and s.strip() for s in e[f]):
+            problems.append(f"{f} must be a non-empty list of strings")
+    if not e["references"]:
+        problems.append("no references")
+    for r in e["references"]:
+        if not (isinstance(r, dict) and r.get("paper") and isinstance(r.get("year"), int)
+                and 1900 < r["year"] < 2100):
+            problems.append(f"reference {r!r} needs 'paper' and an integer 'year'")
+    for s in e["sources"]:
+        if s not in SOURCE_IDS:
+            problems.append(f"unknown source id {s!r}")
+    links = e["links"]
+    if not isinstance(links, dict) or set(links) != {"notebook", "function"}:
+        problems.append("links must be {'notebook': …, 'function': …}")
+    return problems
+
+
+@lru_cache(maxsize=None)
+def notebook_headings(path: str) -> tuple:
+    """Markdown headings (text after the #s) of a notebook under the project root."""
+    import nbformat
+
+    nb = nbformat.read(str(ROOT / path), as_version=4)
+    heads = []
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            heads += [m.strip() for m in re.findall(r"^#{1,6}\s+(.+)$", cell.source, flags=re.M)]
+    return tuple(heads)
+
+
+def resolve_function(dotted: str):
+    """Import ``genlib.module.name`` (or ``genlib.module.Class.method``) and return the object."""
+    parts = dotted.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for name in parts[cut:]:
+            obj = getattr(obj, name)
+        return obj
+    raise ImportError(f"cannot import {dotted!r}")
+
+
+def link_problems(link: dict) -> list[str]:
+    """Broken parts of a ``links`` dict: a missing notebook or heading, an unimportable function."""
+    problems = []
+    nb = link.get("notebook")
+    if nb is not None:
+        path, _, heading = nb.partition("#")
+        if not (ROOT / path).exists():
+            problems.append(f"notebook {path} does not exist")
+        elif heading.strip() not in notebook_headings(path):
+            problems.append(f"notebook {path} has no heading {heading!r}")
+    fn = link.get("function")
+    if fn is not None:
+        if not fn.startswith("genlib."):
+            problems.append(f"function link {fn!r} must be a genlib.* dotted path")
+        else:
+            try:
+                resolve_function(fn)
+            except (ImportError, AttributeError) as e:
+                problems.append(f"function {fn} does not import: {e}")
+    return problems
+
+
+# ============================================================================ scheduling
+INTERVALS = (1, 2, 4, 8, 16)  # sessions until a question in box b comes back
+RATINGS = {1: "missed it", 2: "partly", 3: "knew it"}
+
+
+def load_state(path) -> dict:
+    path = Path(path).expanduser()
+    if path.exists():
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(state, dict) and isinstance(state.get("items"), dict):
+                return state
+        except json.JSONDecodeError:
+            pass  # a corrupt file starts afresh rather than crashing the quiz
+    return {"version": 1, "session": 0, "items": {}}
+
+
+def save_state(state: dict, path) -> None:
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(state, indent=1, sort_keys=True), encoding="utf-8")
+    tmp.replace(path)
+
+
+def rate(state: dict, qid: str, rating: int) -> dict:
+    """Record a self-rating (1 missed, 2 partly, 3 knew it) and reschedule ``qid``.
+
+    Missed → box 0 (back next session); partly → box ≤ 1; knew it → one box up. A question in box
+    b is due INTERVALS[b] sessions later.
+    """
+    if rating not in RATINGS:
+        raise ValueError(f"rating must be 1, 2 or 3, got {rating!r}")
+    item = state["items"].setdefault(qid, {"box": 0, "seen": 0, "ratings": []})
+    box = item["box"]
+    box = 0 if rating == 1 else (min(box, 1) if rating == 2 else min(box + 1, len(INTERVALS) - 1))
+    item.update(box=box, seen=item["seen"] + 1, due=state["session"] + INTERVALS[box],
+                ratings=(item["ratings"] + [rating])[-5:])
+    return item
+
+
+def schedule(entries: list[dict], state: dict) -> list[dict]:
+    """Order for this session: due questions (weakest box first), then new ones, then the rest."""
+    session = state["session"]
+
+    def key(pos_e):
+        pos, e = pos_e
+        item = state["items"].get(e["id"])
+        if item is None:
+            return (1, 0, 0, pos)
+        if item["due"] <= session:
+            return (0, item["box"], item["due"], pos)
+        return (2, item["due"], item["box"], pos)
+
+    return [e for _, e in sorted(enumerate(_interleave(entries)), key=key)]
+
+
+def _interleave(entries: list[dict]) -> list[dict]:
+    """Round-robin over topics, so a short session mixes topics (bank order within a topic)."""
+    by_topic: dict[str, list] = {}
+    for e in entries:
+        by_topic.setdefault(e["topic"], []).append(e)
+    out, queues = [], list(by_topic.values())
+    while any(queues):
+        for q in queues:
+            if q:
+                out.append(q.pop(0))
+    return out
+
+
+def pick_mock(entries: list[dict], k: int = 5, seed: int = 0) -> list[dict]:
+    """A mock interview: ``k`` questions from ``k`` different topics (at least one hard), seeded."""
+    import random
+
+    rng = random.Random(seed)
+    topics = sorted({e["topic"] for e in entries})
+    if len(topics) < k:
+        raise ValueError(f"need {k} topics, have {len(topics)}")
+    chosen = rng.sample(topics, k)
+    picked = [rng.choice([e for e in entries if e["topic"] == t]) for t in chosen]
+    if not any(e["difficulty"] == "hard" for e in picked):
+        for i, t in enumerate(chosen):  # swap in a hard question from the first topic that has one
+            hard = [e for e in entries if e["topic"] == t and e["difficulty"] == "hard"]
+            if hard:
+                picked[i] = rng.choice(hard)
+                break
+    return picked
+
+
+def topic_chapter_map(entries=None) -> dict[str, list[str]]:
+    """Topic → the notebooks its questions link to (sorted), from the entries' links."""
+    out: dict[str, set] = {t: set() for t in TOPICS}
+    for e in entries if entries is not None else load_bank():
+        nb = e["links"].get("notebook")
+        if nb:
+            out[e["topic"]].add(nb.split("#")[0].split("/")[-1])
+    return {t: sorted(v) for t, v in out.items()}
+
+
+# ============================================================================ text
+def _wrap(text: str, indent: str = "  ", width: int = 92) -> str:
+    return textwrap.fill(text, width=width, initial_indent=indent, subsequent_indent=indent,
+                         break_on_hyphens=False, break_long_words=False)
+
+
+def format_reference(r: dict) -> str:
+    return f"{r['paper']} ({r['year']})"
+
+
+def format_entry(e: dict, deep: bool = True) -> str:
+    """A study-sheet block for one question."""
+    lines = [f"## {e['id']} · {TOPICS[e['topic']]} · {e['difficulty']}", _wrap(e["question"], ""),
+             "", "Answer:", _wrap(e["short_answer"])]
+    if deep:
+        lines += ["Deeper:", _wrap(e["deep_answer"])]
+    lines += ["Follow-ups:"] + [_wrap("- " + f) for f in e["follow_ups"]]
+    lines += ["Pitfalls:"] + [_wrap("- " + p) for p in e["pitfalls"]]
+    lines.append(textwrap.fill("References: " + "; ".join(format_reference(r) for r in e["references"]),
+                               width=92, subsequent_indent="  ", break_on_hyphens=False))
+    where = [f"covers {', '.join(e['sources'])}"] if e["sources"] else []
+    if e["links"].get("notebook"):
+        where.append(f"notebook {e['links']['notebook']}")
+    if e["links"].get("function"):
+        where.append(f"code {e['links']['function']}")
+    if where:
+        lines.append(textwrap.fill("See: " + " · ".join(where), width=92, subsequent_indent="  ",
+                                   break_on_hyphens=False))
+    return "\n".join(lines)
+
+
+def study_sheet(entries: list[dict], title: str = "Study sheet") -> str:
+    head = f"# {title} — {len(entries)} question{'s' if len(entries) != 1 else ''}"
+    return "\n\n".join([head] + [format_entry(e) for e in entries]) + "\n"
+
+
+def myth_sheet(myths: list[dict]) -> str:
+    blocks = [f"# Myth vs fact — {len(myths)} claims from the source articles"]
+    for m in myths:
+        ev = m["evidence"]
+        blocks.append("\n".join([
+            f"## {m['id']} ({', '.join(m['source_ids'])})",
+            _wrap("Myth: " + m["claim"], ""), _wrap("Fact: " + m["correction"], ""),
+            _wrap(f"Evidence ({ev['kind']}): {ev['detail']}", "")]))
+    return "\n\n".join(blocks) + "\n"
+
+
+# ============================================================================ the quiz
+def _ask(prompt: str, stdin, stdout) -> str | None:
+    stdout.write(prompt)
+    stdout.flush()
+    line = stdin.readline()
+    if line == "":  # end of input: stop cleanly
+        return None
+    return line.strip().lower()
+
+
+def run_quiz(entries: list[dict], state_path, n: int = 5, stdin=None, stdout=None,
+             mock: bool = False, seed: int | None = None, limit_s: float = 120.0,
+             clock=None) -> dict:
+    """The interactive loop; saves the state after every rating.
+
+    Normal mode asks the ``n`` most urgent questions (``schedule``). ``mock=True`` is a timed mock
+    interview: ``n`` questions from ``n`` different topics (``pick_mock``), each answer timed from
+    the question to the Enter key against ``limit_s`` seconds. Returns ``{"asked": [ids],
+    "ratings": {id: 1|2|3}, "seconds": {id: float}}``.
+    """
+    import random
+    import time
+
+    stdin = stdin or sys.stdin
+    stdout = stdout or sys.stdout
+    clock = clock or time.monotonic
+    state = load_state(state_path)
+    state["session"] += 1
+    if mock:
+        n_topics = len({e["topic"] for e in entries})
+        picked = pick_mock(entries, k=min(n, n_topics),
+                           seed=random.randrange(10**6) if seed is None else seed) if entries else []
+    else:
+        picked = schedule(entries, state)[:n]
+    result = {"asked": [], "ratings": {}, "seconds": {}}
+    if not picked:
+        stdout.write("No questions match those filters.\n")
+        return result
+    head = "mock interview" if mock else "quiz"
+    stdout.write(f"genlib {head} — session {state['session']}, {len(picked)} question(s). "
+                 "Answer aloud, then press Enter to compare. q quits.\n")
+    if mock:
+        stdout.write(f"Timed: aim for under {limit_s:.0f} s per answer.\n")
+    for i, e in enumerate(picked, 1):
+        stdout.write(f"\n[{i}/{len(picked)}] {e['id']} · {TOPICS[e['topic']]} · {e['difficulty']}\n")
+        stdout.write(_wrap(e["question"], "") + "\n")
+        t0 = clock()
+        if _ask("(Enter reveals the answer) ", stdin, stdout) in (None, "q"):
+            break
+        took = clock() - t0
+        result["asked"].append(e["id"])
+        result["seconds"][e["id"]] = took
+        if mock:
+            verdict = "within time" if took <= limit_s else f"over the {limit_s:.0f} s limit"
+            stdout.write(f"You took {took:.0f} s ({verdict}).\n")
+        stdout.write("\nAnswer:\n" + _wrap(e["short_answer"]) + "\n")
+        stdout.write("Deeper:\n" + _wrap(e["deep_answer"]) + "\n")
+        stdout.write("Follow-ups: " + " | ".join(e["follow_ups"]) + "\n")
+        while True:
+            got = _ask("Rate yourself — 1 missed it, 2 partly, 3 knew it (q quits): ", stdin, stdout)
+            if got in (None, "q"):
+                got = None
+                break
+            if got in ("1", "2", "3"):
+                break
+            stdout.write("Please type 1, 2 or 3.\n")
+        if got is None:
+            break
+        rate(state, e["id"], int(got))
+        result["ratings"][e["id"]] = int(got)
+        save_state(state, state_path)
+    save_state(state, state_path)
+    weak = [q for q, r in result["ratings"].items() if r == 1]
+    stdout.write(f"\nDone: {len(result['ratings'])} rated"
+                 + (f"; back next session: {', '.join(weak)}" if weak else "") + "\n")
+    if mock and result["seconds"]:
+        slow = [q for q, t in result["seconds"].items() if t > limit_s]
+        stdout.write(f"Time: {sum(result['seconds'].values()):.0f} s in all"
+                     + (f"; over the limit: {', '.join(slow)}" if slow else "; all within the limit")
+                     + "\n")
+    return result
+
+
+DEFAULT_STATE = "~/.genlib-quiz.json"
+
+
+def _add_quiz_arguments(p):
+    p.add_argument("--topic", choices=list(TOPICS), help="only this topic")
+    p.add_argument("--difficulty", choices=list(DIFFICULTIES), help="only this difficulty")
+    p.add_argument("-n", type=int, default=None,
+                   help="number of questions (default 5; all with --print)")
+    p.add_argument("--print", dest="print_sheet", action="store_true",
+                   help="print a study sheet instead of quizzing (no input, state untouched)")
+    p.add_argument("--myths", action="store_true", help="with --print: the myth-vs-fact sheet")
+    p.add_argument("--mock", action="store_true",
+                   help="timed mock interview: one question per topic, answers timed")
+    p.add_argument("--seconds", type=float, default=120.0,
+                   help="with --mock: time limit per answer (default 120)")
+    p.add_argument("--state", default=DEFAULT_STATE, help=f"progress file (default {DEFAULT_STATE})")
+
+
+def _run_quiz_cli(args, stdin=None, stdout=None) -> int:
+    stdout = stdout or sys.stdout
+    if args.print_sheet and args.myths:
+        stdout.write(myth_sheet(load_myths()))
+        return 0
+    entries = load_bank(args.topic, args.difficulty)
+    if args.print_sheet:
+        if args.n is not None:
+            entries = entries[: args.n]
+        parts = [TOPICS[args.topic] if args.topic else "all topics"]
+        if args.difficulty:
+            parts.append(args.difficulty)
+        stdout.write(study_sheet(entries, "Study sheet: " + ", ".join(parts)))
+        return 0
+    run_quiz(entries, args.state, n=args.n or 5, stdin=stdin, stdout=stdout,
+             mock=args.mock, limit_s=args.seconds)
+    return 0
+
+
+CLI_COMMANDS = {
+    "quiz": ("interview practice from the question bank (--print for a study sheet)",
+             _add_quiz_arguments, _run_quiz_cli),
+}
+
+
+def verify_myth(myth: dict) -> str:
+    """Re-run a myth's evidence; raise AssertionError if it fails. Returns a one-line summary.
+
+    ``check``: a function here that re-derives or re-measures the fact. ``spotbug``: the buggy
+    snippet must fail its check and the fix must pass. Citations must name papers with years.
+    """
+    ev = myth["evidence"]
+    assert ev.get("kind") in EVIDENCE_KINDS, f"{myth['id']}: evidence kind {ev.get('kind')!r}"
+    assert len(ev.get("detail", "")) >= 15, f"{myth['id']}: evidence needs a detail"
+    if ev["kind"] == "measurement":
+        assert ev.get("check") or ev.get("spotbug"), f"{myth['id']}: a measurement must be runnable"
+    if ev["kind"] == "citation":
+        assert ev.get("references"), f"{myth['id']}: a citation needs references"
+    parts = []
+    if ev.get("check"):
+        parts.append(f"{ev['check'].rsplit('.', 1)[-1]} → {resolve_function(ev['check'])()}")
+    if ev.get("spotbug"):
+        from genlib.exercises import run_check
+        from genlib.spotbugs import BY_SLUG
+
+        bug, name = BY_SLUG[ev["spotbug"]], f"bugs.{ev['spotbug']}"
+        bad, good = run_check(name, bug.buggy), run_check(name, bug.fixed)
+        assert not bad.passed, f"{myth['id']}: {name} accepts the buggy snippet"
+        assert good.passed, f"{myth['id']}: {name} rejects the fix:\n{good.text()}"
+        parts.append(f"{name}: buggy rejected ({bad.failed_cases[0]}), fix accepted")
+    if ev.get("references"):
+        assert all(r.get("paper") and isinstance(r.get("year"), int) for r in ev["references"])
+        parts.append("; ".join(format_reference(r) for r in ev["references"]))
+    return " | ".join(parts) if parts else ev["detail"]
+
+
+# ============================================================================ myth evidence
+# Each function re-derives or re-measures one fact behind a myth correction and raises
+# AssertionError if it does not hold; it returns the numbers it measured.
+
+def evidence_no_epsilon() -> dict:
+    """z = mu + σ (no ε) has zero variance: nothing is sampled."""
+    import torch
+
+    from genlib import spotbugs as sb
+
+    mu, logvar = torch.zeros(5000, 1), torch.zeros(5000, 1)
+    std_bug = sb.buggy_reparameterize(mu, logvar).std().item()
+    std_fix = sb.fixed_reparameterize(mu, logvar).std().item()
+    assert std_bug == 0.0 and abs(std_fix - 1) < 0.05
+    return {"std_without_eps": std_bug, "std_with_eps": round(std_fix, 3)}
+
+
+def evidence_relu_logvar() -> dict:
+    """ReLU on logvar ⇒ variance = e^logvar ≥ 1: the posterior can never be narrower than N(0, 1)."""
+    import torch
+
+    logvar = torch.relu(torch.randn(10000))
+    assert logvar.exp().min().item() >= 1.0
+    return {"min_variance": logvar.exp().min().item()}
+
+
+def evidence_gradient_of_d_loss() -> dict:
+    """d/dl of −log σ(l) is σ(l) − 1 and of −log(1 − σ(l)) is σ(l): autograd agrees, the article's
+    ∇L_D = x/D(x) − G(z)/(1 − D(G(z))) does not even have the right units."""
+    import torch
+    import torch.nn.functional as F
+
+    l_real = torch.randn(64, requires_grad=True)
+    l_fake = torch.randn(64, requires_grad=True)
+    (F.softplus(-l_real).sum() + F.softplus(l_fake).sum()).backward()
+    err = max((l_real.grad - (torch.sigmoid(l_real) - 1)).abs().max().item(),
+              (l_fake.grad - torch.sigmoid(l_fake)).abs().max().item())
+    assert err < 1e-6
+    return {"max_error_vs_closed_form": err}
+
+
+def evidence_optimal_discriminator() -> dict:
+    """For fixed G the minimax V(D, G) is maximised by D*(x) = p(x) / (p(x) + q(x)) (pointwise)."""
+    import numpy as np
+
+    p, q = 0.7, 0.2
+    d = np.linspace(1e-4, 1 - 1e-4, 200001)
+    v = p * np.log(d) + q * np.log(1 - d)
+    best = d[np.argmax(v)]
+    assert abs(best - p / (p + q)) < 1e-3
+    return {"argmax_D": round(float(best), 4), "p_over_p_plus_q": round(p / (p + q), 4)}
+
+
+def evidence_kl_closed_form() -> dict:
+    """The VAE's KL term has a closed form that a Monte-Carlo estimate reproduces."""
+    import torch
+
+    from genlib.losses import gaussian_kl
+
+    g = torch.Generator().manual_seed(0)
+    mu, logvar = torch.tensor([[0.8, -0.5]]), torch.tensor([[-1.0, 0.4]])
+    z = mu + (0.5 * logvar).exp() * torch.randn(200000, 2, generator=g)
+    log_q = (-0.5 * ((z - mu) ** 2 / logvar.exp() + logvar + math.log(2 * math.pi))).sum(1)
+    log_p = (-0.5 * (z ** 2 + math.log(2 * math.pi))).sum(1)
+    mc, exact = (log_q - log_p).mean().item(), gaussian_kl(mu, logvar).item()
+    assert abs(mc - exact) < 0.02
+    return {"monte_carlo": round(mc, 3), "closed_form": round(exact, 3)}
+
+
+def evidence_psnr_needs_pairs() -> dict:
+    """PSNR compares an image with *its* reference: two sets from the same distribution (real test
+    digits vs real train digits, paired arbitrarily) score as badly as noise-free pairs score well,
+    so it cannot judge unconditional samples."""
+    import torch
+
+    from genlib.data import digits
+
+    a, _ = digits("train", value_range=(0, 1))
+    b, _ = digits("test", value_range=(0, 1))
+
+    def psnr(x, y):
+        mse = (x - y).pow(2).flatten(1).mean(1)
+        return (10 * torch.log10(1.0 / mse)).mean().item()
+
+    same_dist = psnr(a[: len(b)], b)          # real vs real, unpaired
+    paired = psnr(b, (b + 0.02 * torch.randn_like(b)).clamp(0, 1))
+    assert same_dist < 15 < 30 < paired
+    return {"psnr_real_vs_real_unpaired_db": round(same_dist, 1), "psnr_paired_db": round(paired, 1)}
+
+
+def evidence_is_ignores_diversity() -> dict:
+    """Inception Score is blind to diversity *within* a class: one image per class gets the
+    maximum IS = number of classes, so IS cannot act as a diversity regulariser."""
+    import numpy as np
+
+    k = 10
+    probs = np.eye(k)[np.repeat(np.arange(k), 100)]  # 100 copies of one confident image per class
+    py = probs.mean(0)
+    kl = (probs * (np.log(probs + 1e-12) - np.log(py + 1e-12))).sum(1)
+    score = float(np.exp(kl.mean()))
+    assert abs(score - k) < 1e-6
+    return {"inception_score_of_10_distinct_images": round(score, 3), "max_possible": k}
+
+
+def evidence_bf16_updates_vanish() -> dict:
+    """Mixed precision is low-precision floats with float32 master weights: in bf16 a 1e-4 update
+    to a weight of 1.0 rounds away; in float32 it is kept."""
+    import torch
+
+    w16 = torch.tensor(1.0, dtype=torch.bfloat16)
+    w32 = torch.tensor(1.0)
+    assert (w16 - 1e-4).item() == 1.0 and (w32 - 1e-4).item() != 1.0
+    return {"bf16_after_update": (w16 - 1e-4).item(), "fp32_after_update": (w32 - 1e-4).item()}
+
+
+def cpu_seconds(fn, repeats: int = 5) -> float:
+    """Best-of-``repeats`` CPU time of ``fn()`` on one thread, in seconds.
+
+    CPU time of this process, not wall time: on a shared machine wall time also counts the time
+    other programs held the cores, while CPU time counts only our own work. One intra-op thread
+    keeps all the work on this thread, so the CPU time is the compute itself.
+    """
+    import time
+
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            fn()  # warm-up: first calls pay for allocation
+            best = float("inf")
+            for _ in range(repeats):
+                t = time.process_time()
+                fn()
+                best = min(best, time.process_time() - t)
+    finally:
+        torch.set_num_threads(threads)
+    return best
+
+
+def evidence_one_pass_vs_iterative(steps: int = 50) -> dict:
+    """The same network used once (a GAN/VAE decoder) vs ``steps`` times (an iterative sampler):
+    compute time scales with the number of network evaluations."""
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 64))
+    x = torch.randn(256, 64)
+
+    def iterate(k):
+        y = x
+        for _ in range(k):
+            y = net(y)
+        return y
+
+    one, many = cpu_seconds(lambda: iterate(1)), cpu_seconds(lambda: iterate(steps))
+    assert many / one > steps / 5, (one, many)
+    return {"one_pass_ms": round(one * 1e3, 3), f"{steps}_steps_ms": round(many * 1e3, 3),
+            "ratio": round(many / one, 1)}
+
+
+def evidence_cgan_conditions_both() -> dict:
+    """A conditional GAN feeds the label to *both* G and D (Mirza & Osindero 2014); neither is
+    pretrained. Shown by construction: D's output changes when only the label changes."""
+    import torch
+
+    torch.manual_seed(0)
+    d = torch.nn.Linear(2 + 3, 1)  # D(x, y) sees the data and a one-hot label
+    x = torch.randn(1, 2)
+    outs = [d(torch.cat([x, torch.eye(3)[[k]]], 1)).item() for k in range(3)]
+    assert len({round(o, 6) for o in outs}) == 3
+    return {"d_output_per_label": [round(o, 3) for o in outs]}
+
+
+def evidence_classifier_does_not_generate() -> dict:
+    """A classifier's argmax on noise is a class index per input: shape (N,), not (N, C, H, W)."""
+    import torch
+
+    clf = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 10))
+    out = clf(torch.randn(4, 3, 8, 8)).argmax(1)
+    assert out.shape == (4,) and out.dtype == torch.int64
+    return {"output_shape": list(out.shape), "dtype": str(out.dtype)}
+
+
+def evidence_attention_is_not_a_classifier() -> dict:
+    """Self-attention mixes positions with weights softmax(QKᵀ/√d) that sum to 1 over positions,
+    and it is permutation-equivariant; a CNN classifier applied to noise is neither."""
+    import torch
+
+    torch.manual_seed(0)
+    attn = torch.nn.MultiheadAttention(16, 2, batch_first=True)
+    x = torch.randn(1, 10, 16)
+    y, w = attn(x, x, x)
+    perm = torch.randperm(10)
+    y_perm, _ = attn(x[:, perm], x[:, perm], x[:, perm])
+    assert torch.allclose(w.sum(-1), torch.ones(1, 10), atol=1e-5)
+    assert torch.allclose(y[:, perm], y_perm, atol=1e-5)
+    return {"rows_sum_to_one": True, "permutation_equivariant": True}
+
+
+def evidence_bce_needs_probabilities() -> dict:
+    """BCE is a Bernoulli log-likelihood: defined for predictions in [0, 1] only. PyTorch refuses a
+    tanh output below 0; the sigmoid output of the same logits is accepted."""
+    import torch
+    import torch.nn.functional as F
+
+    logits, target = torch.tensor([-1.0, 2.0]), torch.tensor([0.0, 1.0])
+    try:
+        F.binary_cross_entropy(torch.tanh(logits), target)
+        refused = False
+    except (RuntimeError, ValueError):
+        refused = True
+    ok = F.binary_cross_entropy(torch.sigmoid(logits), target).item()
+    assert refused and math.isfinite(ok)
+    return {"tanh_output_refused": refused, "sigmoid_output_loss": round(ok, 4)}
+

@@ -1,0 +1,172 @@
+"""The question bank and the myth list: structure, S-item coverage, links, evidence."""
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from genlib import interview
+
+BANK = interview.load_bank()
+MYTHS = interview.load_myths()
+
+# SOURCES.md sits in ../shared beside the repository (CI) or in /work/shared (authoring).
+SOURCES_CANDIDATES = [interview.ROOT.parent / "shared" / "SOURCES.md", Path("/work/shared/SOURCES.md")]
+
+# S-items whose text in SOURCES.md reports a wrong claim or a bug: each must appear in a myth.
+WRONG_CLAIM_ITEMS = ["S0.1", "S0.2", "S0.4", "S0.5", "S1.1", "S1.3", "S1.4", "S1.5", "S1.6", "S1.7",
+                     "S1.8", "S2.1", "S2.3", "S3.1", "S3.4", "S3.5", "S3.6", "S4.4", "S4.5", "S4.7",
+                     "S4.8"]
+
+
+def test_internal_source_list_is_the_35_items():
+    ids = interview.SOURCE_IDS
+    assert len(ids) == len(set(ids)) == 35
+    per_article = Counter(s.split(".")[0] for s in ids)
+    assert per_article == {"S0": 5, "S1": 8, "S2": 7, "S3": 7, "S4": 8}
+
+
+def test_internal_list_matches_sources_md_when_present():
+    found = [p for p in SOURCES_CANDIDATES if p.exists()]
+    if not found:  # the internal list above is still checked by every other test
+        return
+    parsed = interview.source_ids_in(found[0].read_text(encoding="utf-8"))
+    assert parsed == list(interview.SOURCE_IDS), "SOURCES.md and genlib.interview.SOURCE_IDS differ"
+
+
+def test_source_id_parser():
+    text = "## Article 000\n- S0.1 What…\n- S0.2 How…\n  not an item S0.9\n- S1.10 late\n"
+    assert interview.source_ids_in(text) == ["S0.1", "S0.2", "S1.10"]
+
+
+def test_every_source_item_is_covered():
+    cov = interview.coverage(BANK)
+    missing = [s for s in interview.SOURCE_IDS if not cov[s]]
+    assert not missing, f"S-items without a question: {missing}"
+
+
+def test_coverage_detects_a_gap():
+    without = [e for e in BANK if "S1.4" not in e["sources"]]
+    assert interview.coverage(without)["S1.4"] == []
+
+
+def test_size_topics_and_difficulties():
+    assert len(BANK) >= 60
+    topics = Counter(e["topic"] for e in BANK)
+    assert set(topics) == set(interview.TOPICS)
+    assert min(topics.values()) >= 5, topics
+    assert set(e["difficulty"] for e in BANK) == set(interview.DIFFICULTIES)
+
+
+def test_ids_unique_and_numbered():
+    ids = [e["id"] for e in BANK]
+    assert len(ids) == len(set(ids))
+    for topic in interview.TOPICS:
+        nums = sorted(int(e["id"].split("-")[1]) for e in BANK if e["topic"] == topic)
+        assert nums == list(range(1, len(nums) + 1)), f"{topic}: ids not 1..n"
+
+
+@pytest.mark.parametrize("entry", BANK, ids=[e["id"] for e in BANK])
+def test_entry_is_well_formed(entry):
+    assert interview.validate_entry(entry) == []
+
+
+def test_validate_entry_catches_problems():
+    good = dict(BANK[0])
+    assert interview.validate_entry(good) == []
+    long = dict(good, short_answer="word " * 121)
+    assert any("121 words" in p for p in interview.validate_entry(long))
+    assert any("difficulty" in p for p in interview.validate_entry(dict(good, difficulty="trivial")))
+    assert any("source id" in p for p in interview.validate_entry(dict(good, sources=["S9.9"])))
+    assert any("year" in p for p in interview.validate_entry(dict(good, references=[{"paper": "x"}])))
+    assert any("missing field" in p for p in
+               interview.validate_entry({k: v for k, v in good.items() if k != "pitfalls"}))
+
+
+@pytest.mark.parametrize("entry", BANK, ids=[e["id"] for e in BANK])
+def test_links_resolve(entry):
+    assert interview.link_problems(entry["links"]) == []
+
+
+def test_link_checker_rejects_broken_links():
+    assert interview.link_problems({"notebook": "solutions/99_nope.ipynb#X", "function": None})
+    assert interview.link_problems({"notebook": None, "function": "genlib.losses.no_such_fn"})
+    assert interview.link_problems({"notebook": None, "function": "torch.nn.Linear"})
+    nb = "solutions/09_interview_prep.ipynb"
+    assert interview.link_problems({"notebook": nb + "#No such heading here", "function": None})
+    assert interview.link_problems({"notebook": nb + "#Myth vs fact", "function": "genlib.losses.d_loss"}) == []
+
+
+def test_most_questions_link_to_a_notebook_or_function():
+    linked = [e for e in BANK if e["links"]["notebook"] or e["links"]["function"]]
+    assert len(linked) >= 0.6 * len(BANK)
+
+
+def test_short_answers_are_sayable():
+    words = [len(e["short_answer"].split()) for e in BANK]
+    assert max(words) <= interview.SHORT_ANSWER_WORDS
+
+
+# ----------------------------------------------------------------------------- myths
+def test_myths_have_ids_claims_corrections():
+    ids = [m["id"] for m in MYTHS]
+    assert ids == [f"myth-{i}" for i in range(1, len(MYTHS) + 1)]
+    for m in MYTHS:
+        assert m["claim"] and m["correction"] and m["claim"] != m["correction"]
+        assert m["source_ids"] and set(m["source_ids"]) <= set(interview.SOURCE_IDS)
+
+
+def test_every_wrong_claim_item_has_a_myth():
+    covered = {s for m in MYTHS for s in m["source_ids"]}
+    assert not set(WRONG_CLAIM_ITEMS) - covered
+
+
+def test_myths_point_at_existing_questions():
+    ids = {e["id"] for e in BANK}
+    for m in MYTHS:
+        assert m["question_ids"] and set(m["question_ids"]) <= ids, m["id"]
+
+
+@pytest.mark.parametrize("myth", MYTHS, ids=[m["id"] for m in MYTHS])
+def test_every_myth_has_evidence_that_holds(myth):
+    summary = interview.verify_myth(myth)
+    assert summary
+
+
+def test_verify_myth_rejects_missing_evidence():
+    bad = {"id": "myth-x", "evidence": {"kind": "measurement", "detail": "trust me, it is faster"}}
+    with pytest.raises(AssertionError, match="must be runnable"):
+        interview.verify_myth(bad)
+    with pytest.raises(AssertionError, match="kind"):
+        interview.verify_myth({"id": "myth-y", "evidence": {"kind": "vibes", "detail": "x" * 20}})
+    with pytest.raises(AssertionError, match="references"):
+        interview.verify_myth({"id": "myth-z", "evidence": {"kind": "citation", "detail": "x" * 20}})
+
+
+def test_evidence_kinds_all_used():
+    assert {m["evidence"]["kind"] for m in MYTHS} == set(interview.EVIDENCE_KINDS)
+
+
+def test_references_are_papers_with_years():
+    for e in BANK:
+        for r in e["references"]:
+            assert re.search(r"[A-Za-z]", r["paper"]) and 1950 <= r["year"] <= 2026, (e["id"], r)
+
+
+def test_interview_corner_ids_in_every_chapter_exist():
+    """Chapters cite bank ids (vae-3, myth-15) in their text: each must exist in the bank."""
+    import nbformat
+
+    ids = {e["id"] for e in BANK} | {m["id"] for m in MYTHS}
+    pattern = re.compile(r"\b((?:%s|myth)-\d+)\b" % "|".join(interview.TOPICS))
+    for path in sorted((interview.ROOT / "solutions").glob("*.ipynb")):
+        nb = nbformat.read(str(path), as_version=4)
+        cited = {m for c in nb.cells if c.cell_type == "markdown" for m in pattern.findall(c.source)}
+        assert cited <= ids, f"{path.name} cites questions not in the bank: {sorted(cited - ids)}"
+
+
+def test_topics_with_a_chapter_always_link_to_one():
+    """A null notebook link is allowed only where no chapter covers the topic (diffusion, speed, …)."""
+    for e in BANK:
+        if e["topic"] in ("gan", "training", "modes", "vae"):
+            assert e["links"]["notebook"], f"{e['id']} has no notebook link although its topic has a chapter"
