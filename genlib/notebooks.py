@@ -62,7 +62,8 @@ def strip_markdown(source: str) -> str:
 
 def learner_copy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The learner version of a solution notebook (a new object; ``nb`` is untouched)."""
-    out = nbformat.v4.new_notebook(metadata=dict(nb.metadata))
+    meta = {k: v for k, v in nb.metadata.items() if k != "widgets"}  # no stale widget state
+    out = nbformat.v4.new_notebook(metadata=meta)
     for cell in nb.cells:
         if cell.cell_type == "code":
             new = nbformat.v4.new_code_cell(strip_code(cell.source))
@@ -149,11 +150,13 @@ def execute(path: Path | str, out: Path | str | None = None, timeout: int = 600,
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
+    os.environ.setdefault("GENLIB_PROGRESS", "0")  # stored outputs need no progress bars
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
                             resources={"metadata": {"path": str(path.parent.resolve())}})
     try:
         client.execute()
     finally:
+        nb.metadata.pop("widgets", None)
         if out is not None:
             nbformat.write(nb, str(out))
     return nb
