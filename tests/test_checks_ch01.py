@@ -118,6 +118,10 @@ def sg_no_generator(m, c, n, g=None):
     return m + torch.randn(n, len(m), dtype=m.dtype) @ torch.linalg.cholesky(c).T
 
 
+def sg_sqrt_elementwise(m, c, n, g=None):
+    return m + torch.randn(n, len(m), generator=g, dtype=m.dtype) @ c.sqrt()
+
+
 def sg_transposed(m, c, n, g=None):
     return sample_gaussian(m, c, n, g).T
 
@@ -126,6 +130,9 @@ SG = [
     ("cov instead of cholesky", sg_cov_not_chol, "sample mean and covariance match", "Σ²"),
     ("eps @ L", sg_L_not_LT, "sample mean and covariance match", "ε @ L.T"),
     ("mean forgotten", sg_no_mean, "sample mean and covariance match", "add the mean"),
+    ("elementwise sqrt, negative entries", sg_sqrt_elementwise, "uses the generator (reproducible)",
+     "NaN"),
+    ("elementwise sqrt", sg_sqrt_elementwise, "sample mean and covariance match", "every entry"),
     ("generator ignored", sg_no_generator, "uses the generator (reproducible)", "generator"),
     ("transposed", sg_transposed, "shape (n, D)", "shape"),
 ]

@@ -178,6 +178,29 @@ def fd_no_clamp(mu1, s1, mu2, s2):
         return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(lam).sum())
 
 
+def _root(s):
+    w, v = np.linalg.eigh(s)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+def fd_commuting_formula(mu1, s1, mu2, s2):
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2)
+                 - 2 * np.trace(_root(s1) @ _root(s2)))
+
+
+def fd_eigvalsh_of_product(mu1, s1, mu2, s2):
+    lam = np.linalg.eigvalsh(s1 @ s2)  # reads one triangle of a non-symmetric matrix
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2)
+                 - 2 * np.sqrt(np.clip(lam, 0, None)).sum())
+
+
+def fd_float32(mu1, s1, mu2, s2):
+    mu1, s1, mu2, s2 = (a.astype(np.float32) for a in (mu1, s1, mu2, s2))
+    lam = np.linalg.eigvalsh(_root(s1) @ s2 @ _root(s1))
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2)
+                 - 2 * np.sqrt(np.clip(lam, 0, None)).sum())
+
+
 def fd_inplace(mu1, s1, mu2, s2):
     s1 += 1e-6 * np.eye(len(s1))
     return fd_eigh(mu1, s1, mu2, s2)
@@ -191,6 +214,10 @@ FD_GALLERY = [
     ("elementwise sqrt", fd_elementwise_sqrt, "identical Gaussians are at distance 0", "elementwise"),
     ("complex sqrtm result", fd_sqrtm_complex, "N(0, I) vs N(1, I) in d dimensions is d", "complex"),
     ("no clamp at zero", fd_no_clamp, "singular covariances (fewer samples than dimensions)", "clamp"),
+    ("commuting-case formula", fd_commuting_formula, "random full covariances", "commute"),
+    ("eigvalsh of the product", fd_eigvalsh_of_product, "random full covariances", "eigvalsh"),
+    # identical Gaussians: the unsquared-mean variant also gives 0 there and must not be named
+    ("float32", fd_float32, "identical Gaussians are at distance 0", "float64"),
     ("modifies inputs", fd_inplace, "does not modify its inputs", "in place"),
 ]
 

@@ -65,7 +65,7 @@ def _(fn):
 @fit.case("maximises the likelihood")
 def _(fn):
     x = _data(300, 2, seed=3)
-    mean, cov = fn(x)
+    mean, cov = (torch.as_tensor(t, dtype=torch.float64) for t in fn(x))
     best = gaussian_log_prob(x, mean, cov).mean()
     for scale in (0.9, 1.1):
         if gaussian_log_prob(x, mean, cov * scale).mean() > best + 1e-9:
@@ -138,6 +138,10 @@ def _(fn):
     mean, cov = torch.zeros(2, dtype=torch.float64), _spd(2)
     a = fn(mean, cov, 4, torch.Generator().manual_seed(7))
     b = fn(mean, cov, 4, torch.Generator().manual_seed(7))
+    if not torch.isfinite(torch.as_tensor(a)).all():
+        raise CheckFailure("your samples contain NaN or inf. torch.sqrt(cov) is elementwise and "
+                           "fails on negative covariances: the matrix that plays the role of a "
+                           "standard deviation is the Cholesky factor L (Σ = L Lᵀ)")
     if not torch.equal(a, b):
         raise CheckFailure("two calls with generators seeded alike gave different samples: pass "
                            "generator=generator to torch.randn")
@@ -159,6 +163,10 @@ def _(fn):
         if (c_hat - chol.T @ chol).abs().max() < 0.08:
             raise CheckFailure("the covariance of your samples is LᵀL, not LLᵀ = Σ: with row vectors "
                                "use ε @ L.T, not ε @ L")
+        root = cov.sqrt()
+        if (c_hat - root.T @ root).abs().max() < 0.08:
+            raise CheckFailure("torch.sqrt(cov) takes the square root of every entry, which is not "
+                               "a matrix square root: use the Cholesky factor L (Σ = L Lᵀ)")
         if (c_hat - cov @ cov).abs().max() < 0.15:
             raise CheckFailure("you multiplied the noise by Σ itself; that gives covariance Σ²: "
                                "use the Cholesky factor L (Σ = L Lᵀ)")

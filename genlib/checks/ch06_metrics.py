@@ -32,11 +32,13 @@ def _diagnose(out, expected, variants, what, default_hint, rtol=1e-4, atol=1e-6)
         return
     if not torch.isfinite(out).all():
         raise CheckFailure(f"{what} contains NaN or inf. {default_hint}")
+    loose = {"rtol": max(rtol, 1e-3), "atol": max(atol, 1e-4)}
     for wrong, message in variants:
         wrong = torch.as_tensor(wrong, dtype=torch.float64)
+        if wrong.shape == expected.shape and torch.allclose(wrong, expected, rtol=rtol, atol=atol):
+            continue  # on this input the mistake would pass: it cannot be the cause
         # looser than the pass test: a float32 version of a wrong variant still gets its name
-        if wrong.shape == out.shape and torch.allclose(out, wrong, rtol=max(rtol, 1e-3),
-                                                       atol=max(atol, 1e-4)):
+        if wrong.shape == out.shape and torch.allclose(out, wrong, **loose):
             raise CheckFailure(message)
     err = (out - expected).abs().max().item()
     raise CheckFailure(f"{what} differs from the reference (max error {err:.3g}). {default_hint}")
@@ -245,7 +247,17 @@ def _fid_variants(mu1, s1, mu2, s2):
         (sq + base - 2 * math.sqrt(max(np.trace(s1 @ s2), 0)), "the square root is of the matrix "
          "Σ1^½ Σ2 Σ1^½ (sum the square roots of its eigenvalues), not of its trace"),
         (math.sqrt(sq) + base - 2 * tr_sqrt, "the mean term is the *squared* distance ‖μ1 − μ2‖²"),
+        (sq + base - 2 * np.trace(_sym_sqrt(s1) @ _sym_sqrt(s2)), "tr(Σ1^½ Σ2^½) is the cross term "
+         "only when Σ1 and Σ2 commute (e.g. both diagonal); in general it is tr √(Σ1^½ Σ2 Σ1^½)"),
+        (sq + base - 2 * np.sqrt(np.clip(np.linalg.eigvalsh(s1 @ s2), 0, None)).sum(), "eigvalsh "
+         "assumes a symmetric matrix and reads only one triangle, but Σ1·Σ2 is not symmetric: take "
+         "the eigenvalues of Σ1^½ Σ2 Σ1^½ instead"),
     ]
+
+
+def _sym_sqrt(s):
+    w, v = np.linalg.eigh(s)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
 
 
 def _fid_case(fn, mu1, s1, mu2, s2, what):
