@@ -47,6 +47,7 @@ FIT = [
     ("N x N cov", fit_wrong_order, "returns (mean (D,), cov (D, D))", "wrong order"),
     ("mean over dim 1", fit_mean_dim1, "mean is the average over samples", "dim 0"),
     ("returns cov only", lambda x: torch.cov(x.T), "returns (mean (D,), cov (D, D))", "pair"),
+    ("casts to float32", lambda x: fit_gaussian(x.float()), "keeps the input's dtype", "float32"),
 ]
 
 

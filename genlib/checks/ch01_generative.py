@@ -53,6 +53,7 @@ def _(fn):
     _, cov = fn(x)
     ref = fit_gaussian(x)[1]
     expect_tensor(cov, (3, 3), "cov")
+    cov = cov.to(torch.float64)  # dtype has its own case below
     if torch.allclose(cov, ref * 10 / 9, rtol=1e-6):
         raise CheckFailure("you divided by N − 1 (the unbiased estimator, torch.cov's default); "
                            "the maximum-likelihood covariance divides by N")
@@ -70,6 +71,16 @@ def _(fn):
     for scale in (0.9, 1.1):
         if gaussian_log_prob(x, mean, cov * scale).mean() > best + 1e-9:
             raise CheckFailure("scaling your covariance raises the likelihood, so it is not the MLE")
+
+
+@fit.case("keeps the input's dtype")
+def _(fn):
+    x = _data(20, 2)
+    mean, cov = fn(x)
+    for what, t in (("mean", mean), ("cov", cov)):
+        if torch.is_tensor(t) and t.dtype != x.dtype:
+            raise CheckFailure(f"{what} is {t.dtype} for {x.dtype} input: don't cast (e.g. .float()); "
+                               "keep the precision the caller gave you")
 
 
 # ----------------------------------------------------------------------------- gaussian_log_prob
