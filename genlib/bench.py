@@ -1,0 +1,305 @@
+"""``genlib bench modes``: the mode-collapse benchmark of PacGAN (Lin et al. 2018), reproduced.
+
+Trains the vanilla GAN and the remedies of ``genlib.modecollapse`` on ``ring`` and ``grid`` (and
+stacked digits with ``--stacked``) over several seeds, and prints a markdown table — mean ±
+standard error — beside the published rows. Results go to ``results/bench_modes.{json,md}``
+(``results/bench_stacked.*``); ``--update-readme`` pastes the table between the README's
+``<!-- bench-modes:start -->`` / ``<!-- bench-modes:end -->`` markers.
+
+    genlib bench modes --quick          # a few minutes: ring, GAN vs PacGAN2, one seed, short runs
+    genlib bench modes --runs 5         # the full table
+    genlib bench modes --stacked        # stacked digits, DCGAN vs PacDCGAN2
+"""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import re
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from genlib import modecollapse as mc
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "results"
+
+# The architecture and optimiser every 2-D method shares (PacGAN's setup, made smaller so five
+# seeds of every method fit in an hour on two CPU cores): 3×256 MLPs, Adam 2e-4, batch 256.
+BASE = mc.GANConfig(steps=15000, batch=256, lr=2e-4, g_hidden=256, g_depth=3, d_hidden=256, d_depth=3)
+
+REMEDIES = {  # name -> changes to BASE
+    "GAN": {},
+    "PacGAN2": {"pack": 2},
+    "PacGAN4": {"pack": 4},
+    "WGAN-GP": {"loss": "wgan-gp", "betas": (0.5, 0.9)},
+    "SN": {"spectral_norm": True},
+    "MB-std": {"mbstd": True},
+    "Mode-seeking": {"mode_seeking": 1.0},
+}
+
+PUBLISHED_SOURCE = "PacGAN (Lin et al., NeurIPS 2018), Table 1: 10 trials, means"
+PUBLISHED = {  # dataset -> [(method, modes, high-quality %, reverse KL)]
+    "ring": [("GAN", 6.3, 98.2, 0.45), ("PacGAN2", 7.9, 95.6, 0.07)],
+    "grid": [("GAN", 17.3, 94.8, 0.70), ("PacGAN2", 23.8, 91.3, 0.13), ("PacGAN4", 24.8, 93.6, 0.04)],
+}
+PUBLISHED_STACKED_SOURCE = "PacGAN (Lin et al., NeurIPS 2018), Table 2 (Stacked MNIST, 10 trials, means)"
+PUBLISHED_STACKED = [("DCGAN", 78.9, 4.50), ("PacDCGAN2", 1000.0, 0.06)]
+
+RKL_DEFINITION = (
+    "Reverse KL, ours: p_k = share of the high-quality samples (within 3 std of their nearest mode) "
+    "whose nearest mode is k; rKL = Σ_{k: p_k>0} p_k ln(K p_k) = KL(p ‖ uniform over the K modes), "
+    "in nats, from 2,500 samples. PacGAN's code does not state its exact definition, so compare "
+    "trends, not third decimals.")
+
+
+# ----------------------------------------------------------------------------- statistics and tables
+def mean_se(values) -> tuple[float, float]:
+    """Mean and standard error (sample std / √n; 0 for one value)."""
+    v = [float(x) for x in values]
+    m = sum(v) / len(v)
+    if len(v) < 2 or not math.isfinite(m):
+        return m, 0.0
+    var = sum((x - m) ** 2 for x in v) / (len(v) - 1)
+    return m, math.sqrt(var / len(v))
+
+
+def _fmt(values, scale=1.0, digits=2) -> str:
+    m, se = mean_se([x * scale for x in values])
+    if not math.isfinite(m):
+        return "inf"
+    if len(values) == 1:  # one run: no standard error to show
+        return f"{m:.{digits}f}"
+    return f"{m:.{digits}f} ± {se:.{digits}f}"
+
+
+def summarize(runs: list[dict]) -> list[dict]:
+    """Group runs by (dataset, method): mean ± s.e. of modes, high quality, reverse KL."""
+    rows = {}
+    for r in runs:
+        rows.setdefault((r["dataset"], r["method"]), []).append(r)
+    out = []
+    for (ds, method), rs in rows.items():
+        out.append({"dataset": ds, "method": method, "n": len(rs),
+                    "modes": mean_se([r["modes"] for r in rs]),
+                    "modes_all": [r["modes"] for r in rs],
+                    "high_quality": mean_se([r["high_quality"] for r in rs]),
+                    "reverse_kl": mean_se([r["reverse_kl"] for r in rs]),
+                    "seconds": sum(r["seconds"] for r in rs) / len(rs)})
+    return out
+
+
+def markdown_modes(result: dict) -> str:
+    """The README table: our rows (mean ± s.e.) beside PacGAN's published rows."""
+    runs = result["runs"]
+    lines = [f"Produced by `{result['command']}` ({result['device']}, "
+             f"{result['wall_seconds'] / 60:.1f} min, steps per run: {result['steps']}).", "",
+             "| data | method | source | runs | modes captured | high quality (%) | reverse KL |",
+             "|---|---|---|---|---|---|---|"]
+    for ds in result["datasets"]:
+        k = len(mc.DATASETS[ds][0])
+        for method in result["methods"]:
+            rs = [r for r in runs if r["dataset"] == ds and r["method"] == method]
+            if not rs:
+                continue
+            lines.append(f"| {ds} ({k}) | {method} | genlib | {len(rs)} | "
+                         f"{_fmt([r['modes'] for r in rs], digits=1)} | "
+                         f"{_fmt([r['high_quality'] for r in rs], 100, 1)} | "
+                         f"{_fmt([r['reverse_kl'] for r in rs], digits=3)} |")
+        for method, modes, hq, rkl in PUBLISHED.get(ds, []):
+            lines.append(f"| {ds} ({k}) | {method} | PacGAN T1 | 10 | {modes} | {hq} | {rkl:.2f} |")
+    lines += ["", f"Published rows: {PUBLISHED_SOURCE}. Ours: mean ± standard error over seeds.",
+              "", RKL_DEFINITION]
+    return "\n".join(lines) + "\n"
+
+
+def markdown_stacked(result: dict) -> str:
+    runs = result["runs"]
+    lines = [f"Produced by `{result['command']}` ({result['device']}, "
+             f"{result['wall_seconds'] / 60:.1f} min, steps per run: {result['steps']}).", "",
+             "| method | source | runs | modes (of 1,000) | KL(p ‖ uniform) |", "|---|---|---|---|---|"]
+    for method in result["methods"]:
+        rs = [r for r in runs if r["method"] == method]
+        lines.append(f"| {method} | genlib | {len(rs)} | {_fmt([r['modes'] for r in rs], digits=1)} | "
+                     f"{_fmt([r['kl'] for r in rs], digits=2)} |")
+    for method, modes, kl in PUBLISHED_STACKED:
+        lines.append(f"| {method} | PacGAN T2 | 10 | {modes:g} | {kl:.2f} |")
+    lines += ["", f"Published rows: {PUBLISHED_STACKED_SOURCE}. Ours: three 8×8 digits (scikit-learn's) as "
+              "RGB channels, each channel labelled by genlib's shipped digits classifier; modes = distinct "
+              f"triples among {result['n_eval']:,} samples; KL in nats against the uniform over 1,000."]
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(text: str, key: str, readme: Path = ROOT / "README.md") -> bool:
+    """Replace what lies between ``<!-- {key}:start -->`` and ``<!-- {key}:end -->``."""
+    if not readme.exists():
+        return False
+    src = readme.read_text(encoding="utf-8")
+    start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
+    pat = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    if not pat.search(src):
+        return False
+    readme.write_text(pat.sub(lambda _: f"{start}\n{text}{end}", src, count=1), encoding="utf-8")
+    return True
+
+
+# ----------------------------------------------------------------------------- running
+def _device_name(jobs: int = 1) -> str:
+    import os
+
+    how = f"{jobs} runs at once, 1 thread each" if jobs > 1 else f"{torch.get_num_threads()} threads"
+    return f"CPU ({os.cpu_count()} cores, {how}, {platform.machine()})"
+
+
+def _progress(total, desc):
+    from genlib.train import progress
+    return progress(total=total, desc=desc)
+
+
+def _one_run(job) -> dict:
+    """Train one (dataset, method, seed) and return its record (runs in a worker process)."""
+    ds, method, seed, steps, base, threads = job
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = replace(base, dataset=ds, steps=steps, seed=seed, **REMEDIES[method])
+    _, res = mc.train_2d(cfg)
+    return {"dataset": ds, "method": method, "seed": seed, **res.final, "seconds": round(res.seconds, 2)}
+
+
+def run_modes(runs: int, steps: int, methods, datasets, command: str, out: Path = RESULTS,
+              base: mc.GANConfig = BASE, jobs: int = 1) -> dict:
+    """Train every (dataset, method, seed); save JSON + markdown; return the result dict.
+
+    ``jobs`` > 1 trains that many runs at once in worker processes of one thread each (small
+    MLPs use one core well; two runs on two cores beat one run on two).
+    """
+    t0 = time.perf_counter()
+    todo = [(ds, m, s, steps, base, 1 if jobs > 1 else None)
+            for ds in datasets for m in methods for s in range(runs)]
+    bar = _progress(len(todo), "bench modes")
+    if jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+            records = []
+            for rec in pool.map(_one_run, todo):
+                records.append(rec)
+                bar.set_postfix_str(f"{rec['dataset']} {rec['method']} s{rec['seed']}: {rec['modes']} modes")
+                bar.update(1)
+    else:
+        records = []
+        for job in todo:
+            rec = _one_run(job)
+            records.append(rec)
+            bar.set_postfix_str(f"{rec['dataset']} {rec['method']} s{rec['seed']}: {rec['modes']} modes")
+            bar.update(1)
+    bar.close()
+    result = {"command": command, "device": _device_name(jobs), "steps": steps, "datasets": list(datasets),
+              "methods": list(methods), "base_config": {k: v for k, v in vars(base).items()
+                                                        if k not in ("dataset", "seed", "steps")},
+              "remedies": {m: REMEDIES[m] for m in methods}, "wall_seconds": time.perf_counter() - t0,
+              "runs": records, "summary": summarize(records), "reverse_kl_definition": RKL_DEFINITION,
+              "published": {"source": PUBLISHED_SOURCE, "rows": PUBLISHED}}
+    _save(result, markdown_modes(result), out / "bench_modes")
+    return result
+
+
+def run_stacked(runs: int, steps: int, command: str, out: Path = RESULTS, n_eval: int = 26000) -> dict:
+    t0 = time.perf_counter()
+    records, methods = [], ["DCGAN", "PacDCGAN2"]
+    bar = _progress(runs * len(methods), "bench stacked")
+    for method in methods:
+        for seed in range(runs):
+            cfg = mc.StackedConfig(pack=2 if method == "PacDCGAN2" else 1, steps=steps, seed=seed,
+                                   n_eval=n_eval)
+            _, res = mc.train_stacked(cfg)
+            records.append({"method": method, "seed": seed, **res.final, "seconds": round(res.seconds, 2)})
+            bar.set_postfix_str(f"{method} s{seed}: {res.final['modes']} modes")
+            bar.update(1)
+    bar.close()
+    result = {"command": command, "device": _device_name(), "steps": steps, "methods": methods,
+              "n_eval": n_eval, "wall_seconds": time.perf_counter() - t0, "runs": records,
+              "published": {"source": PUBLISHED_STACKED_SOURCE, "rows": PUBLISHED_STACKED}}
+    _save(result, markdown_stacked(result), out / "bench_stacked")
+    return result
+
+
+def _save(result: dict, md: str, stem: Path) -> None:
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    stem.with_suffix(".md").write_text(md, encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------- CLI
+def _add_arguments(p):
+    p.add_argument("what", choices=["modes"], help="which benchmark (modes)")
+    p.add_argument("--runs", type=int, default=None, help="seeds per method (default 5; --quick: 1)")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"generator steps per run (default {BASE.steps}; --quick: 1000)")
+    p.add_argument("--budget", choices=["quick", "full"], default=None,
+                   help="quick = --quick; full = the defaults")
+    p.add_argument("--quick", action="store_true", help="ring only, GAN vs PacGAN2, one seed, short runs")
+    p.add_argument("--methods", default=None, help=f"comma list from {', '.join(REMEDIES)}")
+    p.add_argument("--datasets", default=None, help="comma list from ring, grid")
+    p.add_argument("--stacked", action="store_true", help="also (only, with --only-stacked) stacked digits")
+    p.add_argument("--only-stacked", action="store_true", help="run the stacked benchmark alone")
+    p.add_argument("--stacked-steps", type=int, default=None, help="steps per stacked run (default 3000)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at once, one process each (default 1)")
+    p.add_argument("--out", default=str(RESULTS), help="folder for the JSON and markdown results")
+    p.add_argument("--update-readme", action="store_true", help="paste the tables into README.md")
+    p.add_argument("--render-only", action="store_true",
+                   help="do not train: rebuild the markdown (and README) from the saved JSON")
+
+
+def _run(args) -> int:
+    import sys
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    quick = args.quick or args.budget == "quick"
+    out = Path(args.out)
+    command = "genlib bench " + " ".join(sys.argv[2:] if len(sys.argv) > 2 else [args.what])
+    if args.render_only:
+        texts = {}
+        for stem, key, fn in (("bench_modes", "bench-modes", markdown_modes),
+                              ("bench_stacked", "bench-stacked", markdown_stacked)):
+            f = out / f"{stem}.json"
+            if f.exists():
+                texts[key] = fn(json.loads(f.read_text()))
+                (out / f"{stem}.md").write_text(texts[key])
+                print(texts[key])
+        if args.update_readme:
+            for key, text in texts.items():
+                print(f"README {key}: {'updated' if update_readme(text, key) else 'markers not found'}")
+        return 0
+    runs = args.runs or (1 if quick else 5)
+    if not args.only_stacked:
+        steps = args.steps or (1000 if quick else BASE.steps)
+        methods = args.methods.split(",") if args.methods else (["GAN", "PacGAN2"] if quick else list(REMEDIES))
+        datasets = args.datasets.split(",") if args.datasets else (["ring"] if quick else ["ring", "grid"])
+        bad = [m for m in methods if m not in REMEDIES] + [d for d in datasets if d not in mc.DATASETS]
+        if bad:
+            print(f"unknown method/dataset: {', '.join(bad)}", file=sys.stderr)
+            return 2
+        res = run_modes(runs, steps, methods, datasets, command, out, jobs=args.jobs)
+        md = markdown_modes(res)
+        print(md)
+        print(f"saved {out / 'bench_modes.json'} and .md")
+        if args.update_readme:
+            print("README:", "updated" if update_readme(md, "bench-modes") else "markers not found")
+    if args.stacked or args.only_stacked:
+        steps = args.stacked_steps or (300 if quick else 3000)
+        res = run_stacked(runs, steps, command, out, n_eval=2600 if quick else 26000)
+        md = markdown_stacked(res)
+        print(md)
+        if args.update_readme:
+            print("README:", "updated" if update_readme(md, "bench-stacked") else "markers not found")
+    return 0
+
+
+CLI_COMMANDS = {"bench": ("mode-collapse benchmark beside PacGAN's published tables", _add_arguments, _run)}

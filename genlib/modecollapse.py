@@ -1,0 +1,386 @@
+"""Mode collapse, measured and fixed (chapter 04).
+
+The measuring pieces follow the PacGAN / VEEGAN protocol on the 2-D mixtures:
+
+* ``assign_modes``  – nearest mode of each sample and whether it is *high quality* (within 3 std).
+* ``mode_counts``   – histogram of the high-quality samples over the modes.
+* ``reverse_kl``    – KL(p_gen ‖ uniform) of that histogram, natural log (defined below).
+* ``evaluate_modes`` – the three numbers of the tables: modes captured, high-quality fraction, rKL.
+
+The remedies, each a few lines:
+
+* ``pack``               – PacGAN: the discriminator judges m samples at once.
+* ``gradient_penalty``   – WGAN-GP: (‖∇D(x̂)‖ − 1)² at random interpolates x̂ of real and fake.
+* ``SNLinear``           – spectral normalisation: divide W by its largest singular value.
+* ``MinibatchStd``       – append the batch's average feature std, so D can see "no variety".
+* ``mode_seeking_loss``  – MSGAN: pay G for mapping different z to different x.
+
+``GANConfig`` + ``train_2d`` train any combination on ``ring`` or ``grid``; ``genlib.bench`` runs
+them over seeds. Reverse KL as used everywhere here::
+
+    p_k = (# high-quality samples whose nearest mode is k) / (# high-quality samples)
+    rKL = Σ_{k : p_k > 0} p_k · ln(K · p_k)          (0 when p is uniform, ln K when one mode)
+
+and rKL = inf when no sample is high quality.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genlib import data as gdata
+from genlib import losses
+
+DATASETS = {  # name -> (centers (K, 2), std)
+    "ring": (gdata.ring_centers(), 0.01),
+    "grid": (gdata.grid_centers(), 0.05),
+}
+
+
+# ============================================================================ measuring
+def assign_modes(samples: torch.Tensor, centers: torch.Tensor, std: float):
+    """Nearest mode and quality of each sample.
+
+    ``samples: (N, 2)``, ``centers: (K, 2)`` → ``(mode (N,) int64, high_quality (N,) bool)``;
+    a sample is high quality when its Euclidean distance to the nearest centre is ≤ 3·std.
+    """
+    dist = torch.cdist(samples.float(), centers.float())  # (N, K)
+    nearest, mode = dist.min(dim=1)
+    return mode, nearest <= 3 * std
+
+
+def mode_counts(mode: torch.Tensor, high_quality: torch.Tensor, n_modes: int) -> torch.Tensor:
+    """(K,) int64: how many high-quality samples fall on each mode."""
+    return torch.bincount(mode[high_quality], minlength=n_modes)
+
+
+def reverse_kl(counts: torch.Tensor) -> float:
+    """KL(p ‖ uniform) in nats of the histogram ``counts: (K,)``; empty modes add 0 (0·ln 0 = 0)."""
+    counts = counts.double()
+    total = counts.sum()
+    if total == 0:
+        return float("inf")
+    p = counts / total
+    p = p[p > 0]
+    return float((p * torch.log(p * len(counts))).sum())
+
+
+def evaluate_modes(samples: torch.Tensor, centers: torch.Tensor, std: float) -> dict:
+    """``{"modes", "high_quality", "reverse_kl"}`` for ``samples: (N, 2)`` (the tables' numbers)."""
+    mode, hq = assign_modes(samples, centers, std)
+    counts = mode_counts(mode, hq, len(centers))
+    return {"modes": int((counts > 0).sum()), "high_quality": float(hq.float().mean()),
+            "reverse_kl": reverse_kl(counts)}
+
+
+# ============================================================================ remedies
+def pack(x: torch.Tensor, m: int) -> torch.Tensor:
+    """PacGAN packing: ``(N, C, ...)`` → ``(N/m, m·C, ...)``, consecutive samples side by side.
+
+    Row j of the result holds samples j·m … j·m+m−1 concatenated along the feature/channel axis,
+    so a discriminator with m times wider input judges them jointly. N must be a multiple of m.
+    """
+    n = x.shape[0]
+    if n % m:
+        raise ValueError(f"batch of {n} cannot be packed in groups of {m}")
+    return x.reshape(n // m, m * x.shape[1], *x.shape[2:])
+
+
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP penalty E[(‖∇ₓ D(x̂)‖₂ − 1)²] at x̂ = ε·real + (1−ε)·fake, ε ~ U(0,1) per sample.
+
+    ``real, fake: (N, ...)`` (any trailing shape); the gradient norm is over everything but the
+    batch axis. Scalar, differentiable w.r.t. the critic's parameters (multiply by λ=10 outside).
+    """
+    eps = torch.rand(real.shape[0], *[1] * (real.ndim - 1), device=real.device, dtype=real.dtype)
+    x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
+    # create_graph=True: the penalty itself must be differentiated w.r.t. D's weights
+    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    norms = grad.flatten(1).norm(dim=1)
+    return ((norms - 1) ** 2).mean()
+
+
+class SNLinear(nn.Linear):
+    """Linear layer whose weight is divided by its spectral norm (Miyato et al. 2018).
+
+    σ(W) is estimated by one step of power iteration per training forward pass, with the vector
+    ``u`` kept between calls, so the estimate converges as training goes.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        super().__init__(in_features, out_features, bias)
+        self.register_buffer("u", F.normalize(torch.randn(out_features), dim=0))
+
+    def sigma(self) -> torch.Tensor:
+        w = self.weight
+        if self.training:
+            with torch.no_grad():  # assign a new tensor (not in place: u may be in a live graph)
+                self.u = F.normalize(w @ F.normalize(w.t() @ self.u, dim=0), dim=0)
+        v = F.normalize(w.t() @ self.u, dim=0).detach()
+        return self.u @ w @ v  # ≈ largest singular value, differentiable in w
+
+    def forward(self, x):
+        return F.linear(x, self.weight / self.sigma(), self.bias)
+
+
+class MinibatchStd(nn.Module):
+    """``(N, F)`` → ``(N, F+1)``: append the std over the batch, averaged over features.
+
+    A collapsed generator makes a batch of near-identical fakes; this one number lets the
+    discriminator see that, which a per-sample discriminator cannot (Karras et al. 2018).
+    """
+
+    def forward(self, h):
+        s = h.std(dim=0, unbiased=False).mean()
+        return torch.cat([h, s.expand(h.shape[0], 1)], dim=1)
+
+
+def mode_seeking_loss(z1, z2, x1, x2, eps: float = 1e-5) -> torch.Tensor:
+    """MSGAN term (Mao et al. 2019), to *add* to G's loss: 1 / (mean|x1−x2| / mean|z1−z2| + eps).
+
+    Small when two latents far apart give samples far apart, so G is paid to spread out.
+    """
+    ratio = (x1 - x2).abs().flatten(1).mean(1) / (z1 - z2).abs().flatten(1).mean(1)
+    return 1.0 / (ratio.mean() + eps)
+
+
+# ============================================================================ models and training
+def mlp(d_in: int, d_out: int, hidden: int, depth: int, act=nn.ReLU, linear=nn.Linear,
+        mbstd: bool = False) -> nn.Sequential:
+    """``depth`` hidden layers of ``hidden`` units; optionally minibatch-std before the last layer."""
+    layers, d = [], d_in
+    for _ in range(depth):
+        layers += [linear(d, hidden), act()]
+        d = hidden
+    if mbstd:
+        layers.append(MinibatchStd())
+        d += 1
+    layers.append(linear(d, d_out))
+    return nn.Sequential(*layers)
+
+
+@dataclass
+class GANConfig:
+    """One 2-D GAN experiment. ``loss``: "gan" (non-saturating) or "wgan-gp"."""
+    dataset: str = "ring"
+    loss: str = "gan"
+    pack: int = 1
+    spectral_norm: bool = False
+    mbstd: bool = False
+    mode_seeking: float = 0.0
+    steps: int = 15000
+    batch: int = 256
+    lr: float = 2e-4
+    lr_decay: bool = False  # linear decay to 0: the last steps refine the modes' positions
+    betas: tuple = (0.5, 0.999)
+    n_critic: int = 1
+    gp_weight: float = 10.0
+    z_dim: int = 2
+    g_hidden: int = 256
+    g_depth: int = 3
+    d_hidden: int = 256
+    d_depth: int = 3
+    seed: int = 0
+    n_eval: int = 2500
+
+    def label(self) -> str:
+        return describe(self)
+
+
+def describe(cfg: GANConfig) -> str:
+    parts = ["WGAN-GP" if cfg.loss == "wgan-gp" else "GAN"]
+    if cfg.pack > 1:
+        parts = [f"PacGAN{cfg.pack}"] if cfg.loss == "gan" else parts + [f"pack {cfg.pack}"]
+    if cfg.spectral_norm:
+        parts.append("SN")
+    if cfg.mbstd:
+        parts.append("mb-std")
+    if cfg.mode_seeking:
+        parts.append("mode-seeking")
+    return " + ".join(parts)
+
+
+def build_models(cfg: GANConfig):
+    """Generator z (z_dim) → x (2) and discriminator on packs of ``cfg.pack`` points (2·pack)."""
+    g = mlp(cfg.z_dim, 2, cfg.g_hidden, cfg.g_depth)
+    d = mlp(2 * cfg.pack, 1, cfg.d_hidden, cfg.d_depth, act=lambda: nn.LeakyReLU(0.2),
+            linear=SNLinear if cfg.spectral_norm else nn.Linear, mbstd=cfg.mbstd)
+    return g, d
+
+
+def sample_mixture(centers: torch.Tensor, std: float, n: int, gen: torch.Generator):
+    """(n, 2) fresh samples from the equal-weight Gaussian mixture."""
+    k = torch.randint(len(centers), (n,), generator=gen)
+    return centers[k] + std * torch.randn(n, 2, generator=gen)
+
+
+@torch.no_grad()
+def generate(g: nn.Module, n: int, z_dim: int, seed: int = 12345) -> torch.Tensor:
+    g.eval()
+    z = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
+    x = g(z)
+    g.train()
+    return x
+
+
+@dataclass
+class RunResult:
+    config: dict
+    final: dict
+    seconds: float
+    snapshots: list = field(default_factory=list)  # (step, samples (n,2)) for plots
+    curve: list = field(default_factory=list)      # (step, evaluate_modes dict)
+
+
+def _d_step(cfg, g, d, opt_d, real, gen):
+    z = torch.randn(cfg.batch, cfg.z_dim, generator=gen)
+    fake = g(z).detach()
+    real_l, fake_l = d(pack(real, cfg.pack)).squeeze(1), d(pack(fake, cfg.pack)).squeeze(1)
+    if cfg.loss == "wgan-gp":
+        loss = fake_l.mean() - real_l.mean() + cfg.gp_weight * gradient_penalty(
+            lambda x: d(pack(x, cfg.pack)), real, fake)
+    else:
+        loss = losses.d_loss(real_l, fake_l)
+    opt_d.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_d.step()
+    return loss
+
+
+def _g_step(cfg, g, d, opt_g, gen):
+    z = torch.randn(cfg.batch, cfg.z_dim, generator=gen)
+    fake = g(z)
+    logits = d(pack(fake, cfg.pack)).squeeze(1)
+    loss = -logits.mean() if cfg.loss == "wgan-gp" else losses.g_loss(logits)
+    if cfg.mode_seeking:
+        half = cfg.batch // 2  # pair sample i with sample i + half
+        loss = loss + cfg.mode_seeking * mode_seeking_loss(z[:half], z[half:2 * half],
+                                                           fake[:half], fake[half:2 * half])
+    opt_g.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_g.step()
+    return loss
+
+
+def train_2d(cfg: GANConfig, eval_every: int = 0, snapshot_steps=(), progress: bool = False):
+    """Train one GAN on ``cfg.dataset``; returns ``(generator, RunResult)``.
+
+    ``eval_every`` > 0 records ``evaluate_modes`` every that many steps (the curve);
+    ``snapshot_steps`` stores 2,500 samples at those steps (for the over-time plots).
+    """
+    from genlib.train import progress as pbar
+
+    torch.manual_seed(cfg.seed)  # initial weights
+    gen = torch.Generator().manual_seed(cfg.seed + 1000)  # data and noise
+    centers, std = DATASETS[cfg.dataset]
+    g, d = build_models(cfg)
+    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=cfg.betas)
+    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=cfg.betas)
+    scheds = []
+    if cfg.lr_decay:
+        scheds = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: 1 - s / cfg.steps) for o in (opt_g, opt_d)]
+    res = RunResult(config=asdict(cfg), final={}, seconds=0.0)
+    snaps = set(snapshot_steps)
+    t0 = time.perf_counter()
+    steps = range(1, cfg.steps + 1)
+    for step in (pbar(steps, desc=cfg.label()) if progress else steps):
+        for _ in range(cfg.n_critic):
+            _d_step(cfg, g, d, opt_d, sample_mixture(centers, std, cfg.batch, gen), gen)
+        _g_step(cfg, g, d, opt_g, gen)
+        for sch in scheds:
+            sch.step()
+        if (eval_every and step % eval_every == 0) or step in snaps:
+            x = generate(g, cfg.n_eval, cfg.z_dim)
+            if eval_every and step % eval_every == 0:
+                res.curve.append((step, evaluate_modes(x, centers, std)))
+            if step in snaps:
+                res.snapshots.append((step, x))
+    res.seconds = time.perf_counter() - t0
+    res.final = evaluate_modes(generate(g, cfg.n_eval, cfg.z_dim), centers, std)
+    return g, res
+
+
+# ============================================================================ stacked digits (1,000 modes)
+@dataclass
+class StackedConfig:
+    """DCGAN-style conv GAN on stacked digits (3, 8, 8); ``pack`` > 1 is PacDCGAN."""
+    pack: int = 1
+    steps: int = 3000
+    batch: int = 128
+    lr: float = 2e-4
+    betas: tuple = (0.5, 0.999)
+    z_dim: int = 32
+    width: int = 64
+    seed: int = 0
+    n_eval: int = 26000
+
+    def label(self) -> str:
+        return f"PacDCGAN{self.pack}" if self.pack > 1 else "DCGAN"
+
+
+class StackedG(nn.Module):
+    """z (N, z_dim) → (N, 3, 8, 8) in [-1, 1]: linear to 2×2, two stride-2 transposed convs."""
+
+    def __init__(self, z_dim: int = 32, width: int = 64):
+        super().__init__()
+        self.width = width
+        self.fc = nn.Sequential(nn.Linear(z_dim, 2 * width * 4), nn.BatchNorm1d(2 * width * 4), nn.ReLU())
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(2 * width, width, 4, 2, 1), nn.BatchNorm2d(width), nn.ReLU(),  # 2→4
+            nn.ConvTranspose2d(width, 3, 4, 2, 1), nn.Tanh())                                 # 4→8
+
+    def forward(self, z):
+        return self.net(self.fc(z).view(-1, 2 * self.width, 2, 2))
+
+
+def stacked_discriminator(pack_m: int = 1, width: int = 64) -> nn.Sequential:
+    """(N/m, 3m, 8, 8) packed images → (N/m, 1) logits: two stride-2 convs and a linear layer."""
+    return nn.Sequential(
+        nn.Conv2d(3 * pack_m, width, 4, 2, 1), nn.LeakyReLU(0.2),          # 8→4
+        nn.Conv2d(width, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2),           # 4→2
+        nn.Flatten(), nn.Linear(2 * width * 4, 1))
+
+
+def stacked_modes(images: torch.Tensor) -> dict:
+    """Modes of stacked digits ``(N, 3, 8, 8)``: distinct label triples and KL(p ‖ uniform over 1,000)."""
+    from genlib.features import stacked_labels
+
+    y = stacked_labels(images)
+    counts = torch.bincount(100 * y[:, 0] + 10 * y[:, 1] + y[:, 2], minlength=1000)
+    return {"modes": int((counts > 0).sum()), "kl": reverse_kl(counts)}
+
+
+def train_stacked(cfg: StackedConfig, progress: bool = False):
+    """Train one (Pac)DCGAN on stacked digits; returns ``(generator, RunResult)``."""
+    from genlib.train import progress as pbar
+
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed + 1000)
+    x_train, _ = gdata.stacked(60000, seed=cfg.seed)
+    g, d = StackedG(cfg.z_dim, cfg.width), stacked_discriminator(cfg.pack, cfg.width)
+    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=cfg.betas)
+    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=cfg.betas)
+    t0 = time.perf_counter()
+    steps = range(cfg.steps)
+    for _ in (pbar(steps, desc=cfg.label()) if progress else steps):
+        real = x_train[torch.randint(len(x_train), (cfg.batch,), generator=gen)]
+        fake = g(torch.randn(cfg.batch, cfg.z_dim, generator=gen))
+        loss_d = losses.d_loss(d(pack(real, cfg.pack)).squeeze(1), d(pack(fake.detach(), cfg.pack)).squeeze(1))
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        loss_g = losses.g_loss(d(pack(fake, cfg.pack)).squeeze(1))
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+    seconds = time.perf_counter() - t0
+    g.eval()
+    with torch.no_grad():
+        z = torch.randn(cfg.n_eval, cfg.z_dim, generator=torch.Generator().manual_seed(12345))
+        final = stacked_modes(g(z))
+    return g, RunResult(config=asdict(cfg), final=final, seconds=seconds)

@@ -1,0 +1,68 @@
+"""genlib bench modes: statistics, tables, README splicing, and the --quick command end to end."""
+import json
+import math
+
+import pytest
+
+from genlib import bench
+
+
+def test_mean_se():
+    m, se = bench.mean_se([8, 8, 8])
+    assert (m, se) == (8.0, 0.0)
+    m, se = bench.mean_se([1.0, 2.0, 3.0, 4.0])
+    assert m == 2.5 and se == pytest.approx(math.sqrt(5 / 3) / 2)
+    assert bench.mean_se([5.0]) == (5.0, 0.0)
+
+
+def _fake_result():
+    runs = [{"dataset": ds, "method": m, "seed": s, "modes": 8 if m == "PacGAN2" else 5 + s,
+             "high_quality": 0.95, "reverse_kl": 0.01 * (s + 1), "seconds": 1.0}
+            for ds in ("ring",) for m in ("GAN", "PacGAN2") for s in range(3)]
+    return {"command": "genlib bench modes --runs 3", "device": "test", "wall_seconds": 60.0,
+            "steps": 100, "datasets": ["ring"], "methods": ["GAN", "PacGAN2"], "runs": runs}
+
+
+def test_markdown_has_ours_and_published_rows():
+    md = bench.markdown_modes(_fake_result())
+    assert "| ring (8) | GAN | genlib | 3 | 6.0 ± 0.6 |" in md
+    assert "| ring (8) | PacGAN2 | genlib | 3 | 8.0 ± 0.0 | 95.0 ± 0.0 | 0.020 ± 0.006 |" in md
+    assert "| ring (8) | GAN | PacGAN T1 | 10 | 6.3 | 98.2 | 0.45 |" in md
+    one = dict(_fake_result(), runs=_fake_result()["runs"][:1])
+    assert "| ring (8) | GAN | genlib | 1 | 5.0 | 95.0 | 0.010 |" in bench.markdown_modes(one)
+    assert "Lin et al." in md and "ln(K p_k)" in md and "genlib bench modes --runs 3" in md
+    assert "grid" not in md.split("Published rows")[0]  # only the datasets that were run
+
+
+def test_summary_groups_by_dataset_and_method():
+    s = bench.summarize(_fake_result()["runs"])
+    row = next(r for r in s if r["method"] == "GAN")
+    assert row["n"] == 3 and row["modes_all"] == [5, 6, 7] and row["modes"][0] == 6.0
+
+
+def test_update_readme_replaces_only_between_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- bench-modes:start -->\nold\n<!-- bench-modes:end -->\noutro\n")
+    assert bench.update_readme("new table\n", "bench-modes", readme)
+    assert readme.read_text() == "intro\n<!-- bench-modes:start -->\nnew table\n<!-- bench-modes:end -->\noutro\n"
+    assert not bench.update_readme("x\n", "bench-stacked", readme)  # no markers: untouched
+
+
+def test_cli_quick_runs_and_saves(tmp_path, capsys):
+    from genlib.cli import main
+
+    assert main(["bench", "modes", "--quick", "--out", str(tmp_path), "--threads", "1"]) == 0
+    res = json.loads((tmp_path / "bench_modes.json").read_text())
+    assert res["methods"] == ["GAN", "PacGAN2"] and res["datasets"] == ["ring"] and res["steps"] == 1000
+    assert len(res["runs"]) == 2 and all(0 <= r["modes"] <= 8 for r in res["runs"])
+    md = (tmp_path / "bench_modes.md").read_text()
+    assert "PacGAN T1" in md and "| ring (8) | PacGAN2 | genlib | 1 |" in md
+    assert "PacGAN T1" in capsys.readouterr().out
+    # re-render from the JSON without training
+    assert main(["bench", "modes", "--render-only", "--out", str(tmp_path)]) == 0
+
+
+def test_cli_rejects_unknown_method(tmp_path):
+    from genlib.cli import main
+
+    assert main(["bench", "modes", "--methods", "GAN,Nope", "--out", str(tmp_path)]) == 2

@@ -1,0 +1,185 @@
+"""Gallery for chapter 04's checks: the references pass, each classic slip is named."""
+import math
+
+import pytest
+import torch
+
+from genlib.modecollapse import assign_modes, gradient_penalty, pack, reverse_kl
+
+
+def test_references_accepted(accepts):
+    accepts("modes.assign_modes", assign_modes)
+    accepts("modes.reverse_kl", reverse_kl)
+    accepts("modes.pack", pack)
+    accepts("modes.gradient_penalty", gradient_penalty)
+
+
+def test_other_correct_forms_accepted(accepts):
+    def assign_loop(x, c, std):
+        d = ((x[:, None, :] - c[None]) ** 2).sum(-1).sqrt()
+        return d.argmin(1), d.min(1).values <= 3 * std
+
+    def kl_numpy(counts):
+        import numpy as np
+        p = counts.numpy() / counts.sum().item()
+        p = p[p > 0]
+        return float(np.sum(p * np.log(p * len(counts))))
+
+    def pack_view(x, m):
+        return x.view(x.shape[0] // m, -1, *x.shape[2:])
+
+    def gp_expanded(critic, real, fake):
+        eps = torch.rand(len(real), *([1] * (real.dim() - 1))).expand_as(real)
+        x = (eps * real + (1 - eps) * fake).detach().requires_grad_()
+        g = torch.autograd.grad(critic(x), x, grad_outputs=torch.ones(len(x), 1), create_graph=True)[0]
+        return ((g.reshape(len(x), -1).pow(2).sum(1).sqrt() - 1) ** 2).mean()
+
+    accepts("modes.assign_modes", assign_loop)
+    accepts("modes.reverse_kl", kl_numpy)
+    accepts("modes.pack", pack_view)
+    accepts("modes.gradient_penalty", gp_expanded)
+
+
+# ----------------------------------------------------------------------------- wrong versions
+def _assign(metric="l2", k=3.0, pick="min", mask_dtype=None):
+    def fn(x, c, std):
+        diff = x[:, None, :] - c[None]
+        if metric == "l2":
+            d = diff.pow(2).sum(-1).sqrt()
+        elif metric == "sq":
+            d = diff.pow(2).sum(-1)
+        else:  # box: per coordinate
+            d = diff.abs().max(-1).values
+        near = d.min(1) if pick == "min" else d.max(1)
+        hq = near.values <= k * std
+        return near.indices, hq if mask_dtype is None else hq.to(mask_dtype)
+    return fn
+
+
+def _kl(kind):
+    def fn(counts):
+        c = counts.double()
+        k = len(c)
+        if kind == "forward":
+            p = c / c.sum()
+            return float((1 / k * torch.log((1 / k) / p)).sum())
+        if kind == "nan":
+            p = c / c.sum()
+            return float((p * torch.log(p * k)).sum())
+        if kind == "log2":
+            p = c / c.sum()
+            p = p[p > 0]
+            return float((p * torch.log2(p * k)).sum())
+        if kind == "unnormalised":
+            c = c[c > 0]
+            return float((c * torch.log(c * k)).sum())
+        if kind == "inplace":
+            counts[counts == 0] = 1  # "smoothing" that edits the caller's histogram
+            p = counts.double() / counts.sum()
+            return float((p * torch.log(p * k)).sum())
+        raise ValueError(kind)
+    return fn
+
+
+def _pack_chunks(x, m):
+    return torch.cat(x.chunk(m), dim=1)
+
+
+def _pack_transposed(x, m):
+    return x.t().reshape(x.shape[0] // m, -1) if x.dim() == 2 else x.reshape(len(x) // m, -1, *x.shape[2:])
+
+
+def _pack_flat_images(x, m):
+    return x.reshape(x.shape[0] // m, -1)
+
+
+def _pack_detached(x, m):
+    return x.detach().reshape(x.shape[0] // m, m * x.shape[1], *x.shape[2:])
+
+
+def _gp(at="interp", create_graph=True, norm="all", eps="sample", reduce="mean", one_sided=False,
+        weight=1.0, detach=True):
+    def fn(critic, real, fake):
+        n = real.shape[0]
+        if eps == "sample":
+            e = torch.rand(n, *[1] * (real.dim() - 1))
+        elif eps == "element":
+            e = torch.rand_like(real)
+        else:
+            e = torch.rand(1)
+        r, f = (real.detach(), fake.detach()) if detach else (real, fake)
+        x = {"interp": e * r + (1 - e) * f, "real": r.clone(), "fake": f.clone()}[at]
+        if detach:
+            x = x.detach().requires_grad_(True)
+        elif not x.requires_grad:
+            x.requires_grad_(True)
+        (g,) = torch.autograd.grad(critic(x).sum(), x, create_graph=create_graph)
+        if norm == "all":
+            nrm = g.flatten(1).norm(dim=1)
+        elif norm == "dim1":
+            nrm = g.norm(dim=1)
+        else:
+            nrm = g.norm()
+        pen = (torch.relu(nrm - 1) ** 2) if one_sided else (nrm - 1) ** 2
+        return weight * (pen.mean() if reduce == "mean" else pen.sum())
+    return fn
+
+
+A, K, P, G = "modes.assign_modes", "modes.reverse_kl", "modes.pack", "modes.gradient_penalty"
+GALLERY = [
+    ("argmax", A, _assign(pick="max"), "picks the nearest mode", "farthest"),
+    ("squared distance", A, _assign(metric="sq"), "squared distances are not distances", "square root"),
+    ("box not disk", A, _assign(metric="box"), "high quality means Euclidean distance ≤ 3·std", "Euclidean"),
+    ("one std", A, _assign(k=1.0), "high quality means Euclidean distance ≤ 3·std", "3·std"),
+    ("float mask", A, _assign(mask_dtype=torch.float32), "returns (mode (N,) int, high_quality (N,) bool)",
+     "boolean"),
+    ("forward KL", K, _kl("forward"), "all samples on one mode → ln K", "forward"),
+    ("0 log 0 = nan", K, _kl("nan"), "all samples on one mode → ln K", "0·ln 0"),
+    ("log base 2", K, _kl("log2"), "all samples on one mode → ln K", "natural log"),
+    ("counts not normalised", K, _kl("unnormalised"), "uniform histogram → 0", "normalise"),
+    ("smooths in place", K, _kl("inplace"), "does not change the counts", "in place"),
+    ("chunks not consecutive", P, _pack_chunks, "each row holds m consecutive whole samples", "consecutive"),
+    ("transpose mixes samples", P, _pack_transposed, "each row holds m consecutive whole samples",
+     "mixed coordinates"),
+    ("images flattened", P, _pack_flat_images, "images are packed along channels", "shape"),
+    ("detached", P, _pack_detached, "keeps gradients", "gradient"),
+    ("penalty at real points", G, _gp(at="real"), "evaluates the critic at random interpolates of real and fake",
+     "real samples"),
+    ("penalty at fake points", G, _gp(at="fake"), "evaluates the critic at random interpolates of real and fake",
+     "fake samples"),
+    ("eps per element", G, _gp(eps="element"), "evaluates the critic at random interpolates of real and fake",
+     "one ε per"),
+    ("one eps for the batch", G, _gp(eps="batch"), "evaluates the critic at random interpolates of real and fake",
+     "same ε"),
+    ("no create_graph", G, _gp(create_graph=False), "the penalty trains the critic (create_graph=True)",
+     "create_graph"),
+    ("norm over dim 1", G, _gp(norm="dim1"), "gradient norm over all non-batch axes (images)", "flatten(1)"),
+    ("norm over the batch", G, _gp(norm="batch"), "closed form for a linear critic (2-D points)", "differs"),
+    ("one-sided", G, _gp(one_sided=True), "closed form for a linear critic (2-D points)", "two-sided"),
+    ("lambda inside", G, _gp(weight=10.0), "closed form for a linear critic (2-D points)", "without λ"),
+    ("sum not mean", G, _gp(reduce="sum"), "closed form for a linear critic (2-D points)", "mean"),
+    ("gradient leaks into G", G, _gp(detach=False), "does not leave gradients on real or fake", "detach"),
+]
+
+
+@pytest.mark.parametrize("label,name,fn,case,fragment", GALLERY, ids=[g[0] for g in GALLERY])
+def test_gallery_rejected(rejects, label, name, fn, case, fragment):
+    rejects(name, fn, case, fragment)
+
+
+def test_reverse_kl_values():
+    assert reverse_kl(torch.tensor([1, 1, 1, 1])) == pytest.approx(0.0, abs=1e-12)
+    assert reverse_kl(torch.tensor([4, 0, 0, 0])) == pytest.approx(math.log(4))
+    # two of four modes, equal: ln 2
+    assert reverse_kl(torch.tensor([3, 3, 0, 0])) == pytest.approx(math.log(2))
+    assert reverse_kl(torch.tensor([0, 0])) == float("inf")
+
+
+def test_not_implemented_falls_back(capsys):
+    from genlib.exercises import check
+
+    def stub(critic, real, fake):
+        raise NotImplementedError
+
+    assert check(G, stub) is gradient_penalty
+    assert "not done yet" in capsys.readouterr().out

@@ -1,0 +1,138 @@
+"""genlib.modecollapse: the measuring pieces, the remedies, and a short training run."""
+import math
+
+import pytest
+import torch
+
+from genlib import data
+from genlib import modecollapse as mc
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny MLPs: two threads only add synchronisation (and stall badly on a busy machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_real_ring_samples_capture_every_mode():
+    s = mc.evaluate_modes(data.ring(2500, seed=3), data.ring_centers(), 0.01)
+    assert s["modes"] == 8
+    # within 3 std in 2-D: P(chi²₂ ≤ 9) = 1 − e^{-4.5} ≈ 0.989
+    assert abs(s["high_quality"] - (1 - math.exp(-4.5))) < 0.01
+    assert s["reverse_kl"] < 0.01
+
+
+def test_real_grid_samples_capture_every_mode():
+    s = mc.evaluate_modes(data.grid(2500, seed=1), data.grid_centers(), 0.05)
+    assert s["modes"] == 25 and s["high_quality"] > 0.97 and s["reverse_kl"] < 0.02
+
+
+def test_collapsed_samples():
+    c = data.ring_centers()
+    x = c[3].repeat(100, 1) + 0.001 * torch.randn(100, 2)
+    s = mc.evaluate_modes(x, c, 0.01)
+    assert s == {"modes": 1, "high_quality": 1.0, "reverse_kl": pytest.approx(math.log(8))}
+    s = mc.evaluate_modes(torch.zeros(10, 2), c, 0.01)  # the centre of the ring: far from every mode
+    assert s["modes"] == 0 and s["high_quality"] == 0.0 and s["reverse_kl"] == float("inf")
+
+
+def test_low_quality_samples_do_not_count_in_the_histogram():
+    c = data.ring_centers()
+    x = torch.cat([c[:4], c[4:] * 1.5])  # four on modes, four far outside the ring
+    mode, hq = mc.assign_modes(x, c, 0.01)
+    assert mode.tolist() == list(range(8)) and hq.tolist() == [True] * 4 + [False] * 4
+    assert mc.mode_counts(mode, hq, 8).tolist() == [1, 1, 1, 1, 0, 0, 0, 0]
+    assert mc.reverse_kl(mc.mode_counts(mode, hq, 8)) == pytest.approx(math.log(2))
+
+
+def test_agrees_with_metrics_mode_stats():
+    metrics = pytest.importorskip("genlib.metrics")
+    if not hasattr(metrics, "mode_stats"):
+        pytest.skip("genlib.metrics.mode_stats not there yet")
+    g = torch.Generator().manual_seed(0)
+    c = data.ring_centers()
+    x = c[torch.randint(5, (2500,), generator=g)] + 0.015 * torch.randn(2500, 2, generator=g)
+    ours, theirs = mc.evaluate_modes(x, c, 0.01), metrics.mode_stats(x, c, 0.01)
+    assert ours["modes"] == theirs["modes"]
+    assert ours["high_quality"] == pytest.approx(float(theirs["high_quality"]), abs=1e-6)
+    assert ours["reverse_kl"] == pytest.approx(float(theirs["reverse_kl"]), rel=1e-5)
+
+
+def test_pack_groups_consecutive_samples():
+    x = torch.arange(24.0).view(6, 4)
+    p = mc.pack(x, 3)
+    assert p.shape == (2, 12) and torch.equal(p[1], x[3:6].flatten())
+    img = torch.randn(4, 3, 8, 8)
+    assert torch.equal(mc.pack(img, 2)[1, 3:], img[3])
+    with pytest.raises(ValueError):
+        mc.pack(torch.randn(5, 2), 2)
+
+
+def test_gradient_penalty_closed_form_and_graph():
+    w = torch.nn.Parameter(torch.tensor([3.0, 4.0]))  # ‖∇‖ = 5 everywhere → (5 − 1)² = 16
+    gp = mc.gradient_penalty(lambda x: x @ w, torch.randn(8, 2), torch.randn(8, 2))
+    assert gp.item() == pytest.approx(16.0)
+    gp.backward()  # d/dw (‖w‖ − 1)² = 2(‖w‖ − 1) w/‖w‖ = 8·(0.6, 0.8)
+    assert torch.allclose(w.grad, torch.tensor([4.8, 6.4]))
+
+
+def test_spectral_norm_layer_has_unit_spectral_norm():
+    torch.manual_seed(0)
+    layer = mc.SNLinear(16, 8)
+    for _ in range(50):  # power iteration converges
+        layer(torch.randn(2, 16))
+    w_eff = layer.weight / layer.sigma()
+    assert torch.linalg.matrix_norm(w_eff.detach(), ord=2).item() == pytest.approx(1.0, rel=1e-3)
+    layer.eval()
+    u = layer.u.clone()
+    layer(torch.randn(2, 16))
+    assert torch.equal(u, layer.u)  # no power iteration in eval mode
+
+
+def test_minibatch_std_sees_a_collapsed_batch():
+    f = mc.MinibatchStd()
+    same = torch.ones(5, 3)
+    varied = torch.randn(5, 3)
+    assert f(same).shape == (5, 4) and torch.all(f(same)[:, -1] == 0)
+    assert torch.all(f(varied)[:, -1] > 0)
+
+
+def test_mode_seeking_loss_rewards_spread():
+    z1, z2 = torch.zeros(4, 2), torch.ones(4, 2)
+    near = mc.mode_seeking_loss(z1, z2, torch.zeros(4, 2), 0.1 * torch.ones(4, 2))
+    far = mc.mode_seeking_loss(z1, z2, torch.zeros(4, 2), 2 * torch.ones(4, 2))
+    assert far < near and near.item() == pytest.approx(10.0, rel=1e-3)
+
+
+@pytest.mark.parametrize("kw", [{}, {"pack": 2}, {"loss": "wgan-gp"}, {"spectral_norm": True},
+                                {"mbstd": True}, {"mode_seeking": 1.0}])
+def test_every_remedy_trains(kw):
+    cfg = mc.GANConfig(steps=20, batch=32, g_hidden=16, d_hidden=16, n_eval=200, **kw)
+    _, r1 = mc.train_2d(cfg, eval_every=10, snapshot_steps=(10,))
+    _, r2 = mc.train_2d(cfg)
+    assert set(r1.final) == {"modes", "high_quality", "reverse_kl"}
+    assert [s for s, _ in r1.curve] == [10, 20] and r1.snapshots[0][1].shape == (200, 2)
+    assert r1.final == r2.final  # same seed, same numbers
+
+
+def test_describe_names_the_remedy():
+    assert mc.GANConfig(pack=2).label() == "PacGAN2"
+    assert mc.GANConfig(loss="wgan-gp").label() == "WGAN-GP"
+    assert mc.GANConfig(spectral_norm=True, mbstd=True).label() == "GAN + SN + mb-std"
+
+
+def test_stacked_modes_on_real_stacked_digits():
+    pytest.importorskip("genlib.features")
+    x, y = data.stacked(3000, split="test", seed=0)
+    s = mc.stacked_modes(x)
+    true_modes = len(set((100 * y[:, 0] + 10 * y[:, 1] + y[:, 2]).tolist()))
+    assert s["modes"] >= 0.9 * true_modes and s["kl"] < 0.6
+
+
+def test_stacked_training_runs():
+    pytest.importorskip("genlib.features")
+    _, r = mc.train_stacked(mc.StackedConfig(steps=3, batch=16, pack=2, width=8, n_eval=100))
+    assert 1 <= r.final["modes"] <= 100
