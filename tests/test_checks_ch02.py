@@ -1,0 +1,168 @@
+"""Gallery for chapter 02's loss checks: references pass, each classic mistake is named."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from genlib import losses
+
+sig = torch.sigmoid
+
+
+def test_references_accepted(accepts):
+    accepts("gan.d_loss", losses.d_loss)
+    accepts("gan.g_loss", losses.g_loss)
+    accepts("gan.lsgan_d_loss", losses.lsgan_d_loss)
+    accepts("gan.lsgan_g_loss", losses.lsgan_g_loss)
+    accepts("gan.hinge_d_loss", losses.hinge_d_loss)
+    accepts("gan.hinge_g_loss", losses.hinge_g_loss)
+
+
+def test_other_correct_forms_accepted(accepts):
+    def d_bce(r, f):  # the nn.functional way, shape-safe
+        r, f = r.view(-1), f.view(-1)
+        return (F.binary_cross_entropy_with_logits(r, torch.ones_like(r))
+                + F.binary_cross_entropy_with_logits(f, torch.zeros_like(f)))
+
+    def d_logsigmoid(r, f):
+        return -F.logsigmoid(r).mean() - F.logsigmoid(-f).mean()
+
+    accepts("gan.d_loss", d_bce)
+    accepts("gan.d_loss", d_logsigmoid)
+    accepts("gan.g_loss", lambda f: -F.logsigmoid(f).mean())
+    accepts("gan.g_loss", lambda f: F.binary_cross_entropy_with_logits(f, torch.ones_like(f)))
+    accepts("gan.hinge_d_loss", lambda r, f: torch.clamp(1 - r, min=0).mean() + torch.clamp(1 + f, min=0).mean())
+
+
+# ----------------------------------------------------------------------------- d_loss
+def d_probabilities(r, f):  # treats logits as probabilities
+    return -(torch.log(r).mean() + torch.log(1 - f).mean())
+
+
+def d_bce_on_logits(r, f):  # F.binary_cross_entropy wants probabilities
+    return F.binary_cross_entropy(r, torch.ones_like(r)) + F.binary_cross_entropy(f, torch.zeros_like(f))
+
+
+def d_sigmoid_log(r, f):  # right maths, overflows at ±100
+    return -(torch.log(sig(r)).mean() + torch.log(1 - sig(f)).mean())
+
+
+def d_clamped(r, f):  # "fixes" the overflow by clamping, which caps the loss
+    p, q = sig(r).clamp(1e-7, 1 - 1e-7), sig(f).clamp(1e-7, 1 - 1e-7)
+    return -(torch.log(p).mean() + torch.log(1 - q).mean())
+
+
+def d_swapped(r, f):
+    return F.softplus(r).mean() + F.softplus(-f).mean()
+
+
+def d_sum(r, f):
+    return F.softplus(-r).sum() + F.softplus(f).sum()
+
+
+def d_broadcast(r, f):
+    """Concatenate, then a hand-written BCE against (2N,) targets: silent N×N mean for (N,1) logits."""
+    logits = torch.cat([r, f])
+    y = torch.cat([torch.ones(len(r)), torch.zeros(len(f))])
+    per = -(y * F.logsigmoid(logits) + (1 - y) * F.logsigmoid(-logits))
+    return 2 * per.mean()
+
+
+def d_bceloss_targets(r, f):  # nn.BCEWithLogitsLoss with (N,) targets: raises for (N, 1)
+    bce = torch.nn.BCEWithLogitsLoss()
+    return bce(r, torch.ones(len(r))) + bce(f, torch.zeros(len(f)))
+
+
+def d_double_sigmoid(r, f):
+    return losses.d_loss(sig(r), sig(f))
+
+
+def d_no_fake(r, f):
+    return F.softplus(-r).mean()
+
+
+def d_per_sample(r, f):
+    return F.softplus(-r) + F.softplus(f)
+
+
+def d_item(r, f):
+    return torch.tensor(losses.d_loss(r, f).item())
+
+
+D_GALLERY = [
+    ("probabilities", d_probabilities, "matches the reference on random logits", "probabilities"),
+    ("BCE on logits", d_bce_on_logits, "matches the reference on random logits", "expects probabilities"),
+    ("log of sigmoid", d_sigmoid_log, "exact at logits of ±100 (no overflow)", "softplus"),
+    ("clamped", d_clamped, "exact at logits of ±100 (no overflow)", "clamping"),
+    ("labels swapped", d_swapped, "matches the reference on random logits", "swapped the labels"),
+    ("sum not mean", d_sum, "mean over the batch, not sum", "sums over the batch"),
+    ("(N,1) silent broadcast", d_broadcast, "(N, 1) logits give the same scalar as (N,)", "N×N"),
+    ("(N,1) BCE targets", d_bceloss_targets, "(N, 1) logits give the same scalar as (N,)", "ones_like"),
+    ("double sigmoid", d_double_sigmoid, "matches the reference on random logits", "applies its own"),
+    ("no fake term", d_no_fake, "matches the reference on random logits", "ignores the fake"),
+    ("per-sample", d_per_sample, "returns a scalar", "0-dim"),
+    ("no gradient", d_item, "gradient matches the reference", "no gradient"),
+]
+
+
+@pytest.mark.parametrize("label,fn,case,fragment", D_GALLERY, ids=[g[0] for g in D_GALLERY])
+def test_d_loss_gallery(rejects, label, fn, case, fragment):
+    rejects("gan.d_loss", fn, case, fragment)
+
+
+# ----------------------------------------------------------------------------- g_loss
+G_GALLERY = [
+    ("saturating", lambda f: -F.softplus(f).mean(), "strong gradient when D rejects the fakes", "saturating"),
+    ("saturating named", lambda f: torch.log(1 - sig(f)).mean(), "matches the reference on random logits",
+     "saturating loss"),
+    ("one minus mean (S1.7)", lambda f: 1 - sig(f).mean(), "matches the reference on random logits", "S1.7"),
+    ("wrong label", lambda f: F.softplus(f).mean(), "matches the reference on random logits", "D's goal"),
+    ("wrong label gradient", lambda f: F.softplus(f).mean(), "strong gradient when D rejects the fakes",
+     "raise D(G(z))"),
+    ("log of sigmoid", lambda f: -torch.log(sig(f)).mean(), "exact at logits of ±100 (no overflow)", "inf"),
+    ("sum", lambda f: F.softplus(-f).sum(), "mean over the batch, not sum", "sums"),
+    ("probabilities", lambda f: -torch.log(f).mean(), "matches the reference on random logits", "probabilities"),
+]
+
+
+@pytest.mark.parametrize("label,fn,case,fragment", G_GALLERY, ids=[g[0] for g in G_GALLERY])
+def test_g_loss_gallery(rejects, label, fn, case, fragment):
+    rejects("gan.g_loss", fn, case, fragment)
+
+
+# ----------------------------------------------------------------------------- LSGAN and hinge
+OTHER_GALLERY = [
+    ("gan.lsgan_d_loss", "no half", lambda r, f: (r - 1).pow(2).mean() + f.pow(2).mean(),
+     "matches the reference on random logits", "factor ½"),
+    ("gan.lsgan_d_loss", "sigmoid first", lambda r, f: losses.lsgan_d_loss(sig(r), sig(f)),
+     "matches the reference on random logits", "raw output"),
+    ("gan.lsgan_d_loss", "swapped", lambda r, f: losses.lsgan_d_loss(f, r),
+     "matches the reference on random logits", "swapped"),
+    ("gan.lsgan_d_loss", "(N,1) broadcast, concatenated", lambda r, f: 2 * 0.5 * (
+        (torch.cat([r, f]) - torch.cat([torch.ones(len(r)), torch.zeros(len(f))])) ** 2).mean(),
+     "(N, 1) logits give the same scalar as (N,)", "broadcast"),
+    ("gan.lsgan_g_loss", "target zero", lambda f: 0.5 * f.pow(2).mean(),
+     "matches the reference on random logits", "D's goal"),
+    ("gan.lsgan_g_loss", "sum", lambda f: 0.5 * (f - 1).pow(2).sum(), "mean over the batch, not sum", "sums"),
+    ("gan.hinge_d_loss", "no relu", lambda r, f: (1 - r).mean() + (1 + f).mean(),
+     "matches the reference on random logits", "max(0, ·)"),
+    ("gan.hinge_d_loss", "flipped signs", lambda r, f: F.relu(1 + r).mean() + F.relu(1 - f).mean(),
+     "matches the reference on random logits", "swapped"),
+    ("gan.hinge_g_loss", "margin on G", lambda f: F.relu(1 - f).mean(),
+     "matches the reference on random logits", "no margin"),
+    ("gan.hinge_g_loss", "wrong sign", lambda f: f.mean(), "matches the reference on random logits", "sign"),
+]
+
+
+@pytest.mark.parametrize("name,label,fn,case,fragment", OTHER_GALLERY,
+                         ids=[f"{g[0]}-{g[1]}" for g in OTHER_GALLERY])
+def test_other_losses_gallery(rejects, name, label, fn, case, fragment):
+    rejects(name, fn, case, fragment)
+
+
+def test_stub_falls_back_to_reference():
+    from genlib.exercises import check
+
+    def stub(r, f):
+        raise NotImplementedError
+
+    assert check("gan.d_loss", stub, quiet=True) is losses.d_loss

@@ -1,0 +1,285 @@
+"""Gallery for chapter 03's checks: the models and the training step, right and wrong."""
+import pytest
+import torch
+from torch import nn
+
+from genlib import gan, models
+from genlib.losses import d_loss, g_loss
+
+
+def test_references_accepted(accepts):
+    accepts("gan.mlp_generator", models.MLPGenerator)
+    accepts("gan.mlp_discriminator", models.MLPDiscriminator)
+    accepts("gan.dcgan_generator", models.DCGANGenerator)
+    accepts("gan.dcgan_discriminator", models.DCGANDiscriminator)
+    accepts("gan.train_step", gan.train_step)
+
+
+# ----------------------------------------------------------------------------- generators
+class SigmoidG(models.MLPGenerator):  # data in [0, 1] thinking
+    def forward(self, z):
+        return torch.sigmoid(self.net[:-1](z)).view(-1, 1, 8, 8)
+
+
+class LinearG(models.MLPGenerator):  # the S3.6 bug: no output nonlinearity
+    def forward(self, z):
+        return self.net[:-1](z).view(-1, 1, 8, 8)
+
+
+class FixedZG(models.MLPGenerator):  # hard-codes the noise size (S0.5/S4.7 style)
+    def __init__(self, z_dim=32):
+        super().__init__(z_dim=100)
+
+
+class HugeG(models.MLPGenerator):
+    def __init__(self, z_dim=32):
+        super().__init__(z_dim, hidden=2048)
+
+
+class UnusedLayerG(models.MLPGenerator):
+    def __init__(self, z_dim=32):
+        super().__init__(z_dim)
+        self.extra = nn.Linear(64, 64)
+
+
+class IgnoresZG(models.MLPGenerator):
+    def forward(self, z):
+        return self.net(torch.zeros_like(z)).view(-1, 1, 8, 8)
+
+
+class FlatG(models.MLPGenerator):  # returns (N, 64)
+    def forward(self, z):
+        return self.net(z)
+
+
+class NoConvG(models.MLPGenerator):  # an MLP handed in as a DCGAN
+    pass
+
+
+G_GALLERY = [
+    ("sigmoid output", "gan.mlp_generator", SigmoidG, "tanh output in [-1, 1], like the data", "S0.4"),
+    ("linear output", "gan.mlp_generator", LinearG, "tanh output in [-1, 1], like the data", "unbounded"),
+    ("fixed z size", "gan.mlp_generator", FixedZG, "maps (N, z_dim) noise to (N, 1, 8, 8)", "mat1"),
+    ("too big", "gan.mlp_generator", HugeG, "parameter count fits 8×8 digits", "CPU"),
+    ("unused layer", "gan.mlp_generator", UnusedLayerG, "every parameter gets a gradient", "extra"),
+    ("ignores z", "gan.mlp_generator", IgnoresZG, "different noise, different images", "ignores z"),
+    ("flat output", "gan.mlp_generator", FlatG, "maps (N, z_dim) noise to (N, 1, 8, 8)", "(5, 1, 8, 8)"),
+    ("no convolution", "gan.dcgan_generator", NoConvG, "builds the image with (transposed) convolutions",
+     "transposed"),
+]
+
+
+@pytest.mark.parametrize("label,name,cls,case,fragment", G_GALLERY, ids=[g[0] for g in G_GALLERY])
+def test_generator_gallery(rejects, label, name, cls, case, fragment):
+    rejects(name, cls, case, fragment)
+
+
+# ----------------------------------------------------------------------------- discriminators
+class SigmoidD(models.DCGANDiscriminator):  # probabilities instead of logits (S4.7, S0.4)
+    def forward(self, x):
+        return torch.sigmoid(self.net(x)).view(-1)
+
+
+class ColumnD(models.DCGANDiscriminator):  # (N, 1) output
+    def forward(self, x):
+        return self.net(x)
+
+
+class DetachedD(models.MLPDiscriminator):
+    def forward(self, x):
+        return self.net(x.detach()).view(-1)
+
+
+class NoConvD(models.MLPDiscriminator):
+    pass
+
+
+D_GALLERY = [
+    ("sigmoid output", "gan.dcgan_discriminator", SigmoidD, "returns logits, not probabilities", "sigmoid"),
+    ("(N,1) output", "gan.dcgan_discriminator", ColumnD, "maps (N, 1, 8, 8) to logits of shape (N,)",
+     "S0.4"),
+    ("detached input", "gan.mlp_discriminator", DetachedD, "gradient reaches the input image", "detach"),
+    ("no convolution", "gan.dcgan_discriminator", NoConvD, "downsamples with strided convolutions",
+     "Conv2d"),
+]
+
+
+@pytest.mark.parametrize("label,name,cls,case,fragment", D_GALLERY, ids=[g[0] for g in D_GALLERY])
+def test_discriminator_gallery(rejects, label, name, cls, case, fragment):
+    rejects(name, cls, case, fragment)
+
+
+# ----------------------------------------------------------------------------- training step
+def _logged(rl, fl, ld, lg):
+    return {"d_loss": ld.item(), "g_loss": lg.item(), "d_real": torch.sigmoid(rl).mean().item(),
+            "d_fake": torch.sigmoid(fl).mean().item()}
+
+
+def step_no_detach(G, D, opt_g, opt_d, real, z):
+    G.train(), D.train()
+    fake = G(z)
+    opt_d.zero_grad()
+    rl, fl = D(real), D(fake)  # gradients leak into G
+    ld = d_loss(rl, fl)
+    ld.backward()
+    opt_d.step()
+    lg = g_loss(D(G(z)))  # recomputed, so no graph error, but...
+    lg.backward()  # no opt_g.zero_grad(): G's grad still holds the D step's
+    opt_g.step()
+    return _logged(rl, fl, ld, lg)
+
+
+def step_no_detach_but_zeroed(G, D, opt_g, opt_d, real, z):
+    G.train(), D.train()
+    fake = G(z)
+    opt_d.zero_grad()
+    rl, fl = D(real), D(fake)
+    ld = d_loss(rl, fl)
+    ld.backward()
+    opt_d.step()
+    opt_g.zero_grad()
+    lg = g_loss(D(G(z)))
+    lg.backward()
+    opt_g.step()
+    return _logged(rl, fl, ld, lg)
+
+
+def step_no_detach_crash(G, D, opt_g, opt_d, real, z):
+    G.train(), D.train()
+    fake = G(z)
+    opt_d.zero_grad()
+    rl, fl = D(real), D(fake)  # backward frees G's graph ...
+    ld = d_loss(rl, fl)
+    ld.backward()
+    opt_d.step()
+    opt_g.zero_grad()
+    lg = g_loss(D(fake))  # ... so this backward raises
+    lg.backward()
+    opt_g.step()
+    return _logged(rl, fl, ld, lg)
+
+
+def step_wrong_optimizer(G, D, opt_g, opt_d, real, z):
+    G.train(), D.train()
+    fake = G(z)
+    opt_d.zero_grad()
+    rl, fl = D(real), D(fake.detach())
+    ld = d_loss(rl, fl)
+    ld.backward()
+    opt_d.step()
+    opt_g.zero_grad()
+    lg = g_loss(D(fake))
+    lg.backward()
+    opt_d.step()  # wrong optimiser: D takes the generator's step
+    return _logged(rl, fl, ld, lg)
+
+
+def step_zero_after_backward(G, D, opt_g, opt_d, real, z):
+    G.train(), D.train()
+    fake = G(z)
+    rl, fl = D(real), D(fake.detach())
+    ld = d_loss(rl, fl)
+    ld.backward()
+    opt_d.zero_grad()  # wipes the gradient just computed
+    opt_d.step()
+    opt_g.zero_grad()
+    lg = g_loss(D(fake))
+    lg.backward()
+    opt_g.step()
+    return _logged(rl, fl, ld, lg)
+
+
+def step_no_d_zero_grad(G, D, opt_g, opt_d, real, z):
+    G.train(), D.train()
+    fake = G(z)
+    rl, fl = D(real), D(fake.detach())
+    ld = d_loss(rl, fl)
+    ld.backward()  # accumulates on top of the previous G step's gradient in D
+    opt_d.step()
+    opt_g.zero_grad()
+    lg = g_loss(D(fake))
+    lg.backward()
+    opt_g.step()
+    return _logged(rl, fl, ld, lg)
+
+
+def step_no_train_mode(G, D, opt_g, opt_d, real, z):
+    fake = G(z)
+    opt_d.zero_grad()
+    rl, fl = D(real), D(fake.detach())
+    ld = d_loss(rl, fl)
+    ld.backward()
+    opt_d.step()
+    opt_g.zero_grad()
+    lg = g_loss(D(fake))
+    lg.backward()
+    opt_g.step()
+    return _logged(rl, fl, ld, lg)
+
+
+def step_g_detached(G, D, opt_g, opt_d, real, z):
+    G.train(), D.train()
+    fake = G(z).detach()  # detached once for both steps: G never learns
+    opt_d.zero_grad()
+    rl, fl = D(real), D(fake)
+    ld = d_loss(rl, fl)
+    ld.backward()
+    opt_d.step()
+    opt_g.zero_grad()
+    lg = g_loss(D(fake))
+    lg.backward()
+    opt_g.step()
+    return _logged(rl, fl, ld, lg)
+
+
+def step_logits_logged(G, D, opt_g, opt_d, real, z):
+    out = gan.train_step(G, D, opt_g, opt_d, real, z)
+    out["d_real"] = D(real).mean().item() - 5  # logits, not probabilities
+    return out
+
+
+def step_saturating(G, D, opt_g, opt_d, real, z):
+    from genlib.losses import saturating_g_loss
+    return gan.train_step(G, D, opt_g, opt_d, real, z, g_loss_fn=saturating_g_loss)
+
+
+STEP_GALLERY = [
+    ("missing detach", step_no_detach, "D step: no gradient leaks into G", "detach"),
+    ("missing detach, G grads polluted", step_no_detach, "G step: gradient of g_loss through D", "detach"),
+    ("missing detach but zeroed", step_no_detach_but_zeroed, "D step: no gradient leaks into G", "not detached"),
+    ("missing detach, graph freed", step_no_detach_crash, "D step: no gradient leaks into G", "fake.detach()"),
+    ("wrong optimiser", step_wrong_optimizer, "steps opt_d, then opt_g, once each", "wrong optimiser"),
+    ("zero_grad after backward", step_zero_after_backward,
+     "D step: gradient of d_loss on detached fakes, freshly zeroed", "before loss.backward()"),
+    ("no D zero_grad", step_no_d_zero_grad, "D step: gradient of d_loss on detached fakes, freshly zeroed",
+     "opt_d.zero_grad()"),
+    ("eval mode", step_no_train_mode, "both models in train mode during the step", "G.train()"),
+    ("G detached", step_g_detached, "G step: gradient of g_loss through D", "without .detach()"),
+    ("logits logged", step_logits_logged, "returns d_loss, g_loss, d_real, d_fake", "probability"),
+    ("saturating G loss", step_saturating, "G step: gradient of g_loss through D", "g_loss"),
+]
+
+
+@pytest.mark.parametrize("label,fn,case,fragment", STEP_GALLERY, ids=[g[0] for g in STEP_GALLERY])
+def test_train_step_gallery(rejects, label, fn, case, fragment):
+    rejects("gan.train_step", fn, case, fragment)
+
+
+def test_train_step_recomputing_fakes_accepted(accepts):
+    """Recomputing G(z) for the G step is as correct as reusing the non-detached fakes."""
+    def step(G, D, opt_g, opt_d, real, z):
+        G.train(), D.train()
+        opt_d.zero_grad()
+        with torch.no_grad():
+            fake = G(z)
+        rl, fl = D(real), D(fake)
+        ld = d_loss(rl, fl)
+        ld.backward()
+        opt_d.step()
+        opt_g.zero_grad()
+        lg = g_loss(D(G(z)))
+        lg.backward()
+        opt_g.step()
+        return {"d_loss": ld.item(), "g_loss": lg.item(), "d_real": torch.sigmoid(rl).mean().item(),
+                "d_fake": torch.sigmoid(fl).mean().item()}
+    accepts("gan.train_step", step)
