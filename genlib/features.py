@@ -14,6 +14,7 @@ learner gets the same network and therefore the same metric values.
 ``stacked_labels``     per-channel digit labels of stacked digits: (N,3,8,8) → (N,3)
 ``stacked_features``   per-channel features, concatenated: (N,3,8,8) → (N,192)
 ``inception_features`` optional Inception-v3 pool features (needs torchvision + internet once)
+``classify_shapes``    shape/colour/size labels of ``genlib.data.shapes`` images; ``shapes_features``
 =====================  ===========================================================
 
 Inputs may live on any device; outputs come back on the input's device. No gradients flow.
@@ -186,3 +187,74 @@ def inception_features(x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
         b = F.interpolate((b + 1) / 2, size=(299, 299), mode="bilinear", align_corners=False)
         out.append(model((b - mean) / std))
     return torch.cat(out)
+
+
+# ----------------------------------------------------------------------------- shapes (conditioning)
+SHAPES_WEIGHTS = os.path.join(WEIGHTS_DIR, "shapes_cnn.pt")
+
+
+class ShapesCNN(nn.Module):
+    """Two conv blocks and three heads for ``genlib.data.shapes`` images (N,3,16,16) in [-1,1].
+
+    ``features(x)`` → (N,64); ``forward(x)`` → dict of logits: ``shape`` (N,4), ``color`` (N,6),
+    ``size`` (N,2) — one head per attribute of the caption, so a conditional generator can be scored
+    on whether it drew what the caption asked for.
+    """
+
+    def __init__(self, width: int = 16, feature_dim: int = FEATURE_DIM):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),            # 16 → 8
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),    # 8 → 4
+            nn.Flatten(), nn.Linear(2 * width * 16, feature_dim), nn.ReLU(),
+        )
+        self.heads = nn.ModuleDict({"shape": nn.Linear(feature_dim, 4),
+                                    "color": nn.Linear(feature_dim, 6),
+                                    "size": nn.Linear(feature_dim, 2)})
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> dict:
+        f = self.body(x)
+        return {k: head(f) for k, head in self.heads.items()}
+
+
+@lru_cache(maxsize=4)
+def _shapes_model(device: str) -> ShapesCNN:
+    if not os.path.exists(SHAPES_WEIGHTS):
+        raise RuntimeError(f"{SHAPES_WEIGHTS} is missing; rebuild it with "
+                           "`python scripts/train_features.py --shapes`")
+    model = ShapesCNN()
+    model.load_state_dict(torch.load(SHAPES_WEIGHTS, map_location="cpu", weights_only=True))
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval().to(device)
+
+
+def shapes_classifier(device: str | torch.device = "cpu") -> ShapesCNN:
+    """The shipped shapes CNN in eval mode (cached)."""
+    return _shapes_model(str(torch.device(device)))
+
+
+def _check_shapes(x: torch.Tensor) -> torch.Tensor:
+    x = torch.as_tensor(x)
+    if x.ndim != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != (16, 16):
+        raise ValueError(f"expects shapes images (N, 3, 16, 16) in [-1, 1], got {tuple(x.shape)}")
+    return x.float()
+
+
+@torch.no_grad()
+def shapes_features(x: torch.Tensor) -> torch.Tensor:
+    """x: (N,3,16,16) in [-1,1] → (N,64) features (for FID/precision/recall on shapes)."""
+    x = _check_shapes(x)
+    return _batched(shapes_classifier(x.device).features, x)
+
+
+@torch.no_grad()
+def classify_shapes(x: torch.Tensor) -> dict:
+    """x: (N,3,16,16) in [-1,1] → {"shape", "color", "size"}: (N,) int64 labels each, indexing
+    ``genlib.data.SHAPE_NAMES``, ``COLOR_NAMES`` and ``SIZE_NAMES``."""
+    x = _check_shapes(x)
+    out = shapes_classifier(x.device)(x)
+    return {k: v.argmax(1) for k, v in out.items()}

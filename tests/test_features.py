@@ -89,3 +89,18 @@ def test_inception_offline_error_is_clear(monkeypatch):
     with pytest.raises(RuntimeError, match="offline extractors"):
         features.inception_features(torch.zeros(2, 3, 8, 8))
     features._inception.cache_clear()
+
+
+def test_shapes_classifier_reads_every_caption_attribute():
+    from genlib.data import shapes
+
+    assert os.path.getsize(features.SHAPES_WEIGHTS) < 1_000_000
+    held = shapes(600, seed=1)  # the CNN was trained on shapes(seed=0)
+    pred = features.classify_shapes(held.images)
+    for attr in ("shape", "color", "size"):
+        acc = (pred[attr] == getattr(held, attr)).float().mean().item()
+        assert acc >= 0.97, f"held-out {attr} accuracy {acc:.3f} < 0.97"
+    f = features.shapes_features(held.images[:5])
+    assert f.shape == (5, features.FEATURE_DIM) and not f.requires_grad
+    with pytest.raises(ValueError, match="16, 16"):
+        features.shapes_features(torch.zeros(2, 3, 8, 8))
