@@ -79,16 +79,19 @@ def _check_images(x: torch.Tensor, channels: int, what: str) -> torch.Tensor:
     return x.float()
 
 
-@lru_cache(maxsize=4)
-def _digits_model(device: str) -> DigitsCNN:
-    if not os.path.exists(DIGITS_WEIGHTS):
-        raise RuntimeError(f"{DIGITS_WEIGHTS} is missing; rebuild it with "
-                           "`python scripts/train_features.py`")
-    model = DigitsCNN()
-    model.load_state_dict(torch.load(DIGITS_WEIGHTS, map_location="cpu", weights_only=True))
+def _load_frozen(model: nn.Module, path: str, rebuild: str, device: str) -> nn.Module:
+    """Load shipped weights into ``model``, freeze it, eval mode, on ``device``."""
+    if not os.path.exists(path):
+        raise RuntimeError(f"{path} is missing; rebuild it with `python {rebuild}`")
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     for p in model.parameters():
         p.requires_grad_(False)
     return model.eval().to(device)
+
+
+@lru_cache(maxsize=4)
+def _digits_model(device: str) -> DigitsCNN:
+    return _load_frozen(DigitsCNN(), DIGITS_WEIGHTS, "scripts/train_features.py", device)
 
 
 def digits_classifier(device: str | torch.device = "cpu") -> DigitsCNN:
@@ -222,14 +225,7 @@ class ShapesCNN(nn.Module):
 
 @lru_cache(maxsize=4)
 def _shapes_model(device: str) -> ShapesCNN:
-    if not os.path.exists(SHAPES_WEIGHTS):
-        raise RuntimeError(f"{SHAPES_WEIGHTS} is missing; rebuild it with "
-                           "`python scripts/train_features.py --shapes`")
-    model = ShapesCNN()
-    model.load_state_dict(torch.load(SHAPES_WEIGHTS, map_location="cpu", weights_only=True))
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model.eval().to(device)
+    return _load_frozen(ShapesCNN(), SHAPES_WEIGHTS, "scripts/train_features.py --shapes", device)
 
 
 def shapes_classifier(device: str | torch.device = "cpu") -> ShapesCNN:
