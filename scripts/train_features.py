@@ -35,6 +35,26 @@ def all_shifts(x: torch.Tensor, max_shift: int = 1) -> torch.Tensor:
                       for dy in range(-p, p + 1) for dx in range(-p, p + 1)])
 
 
+def _fit(model, opt, n: int, loss_of, epochs: int, sched=None, verbose: bool = True):
+    """Minibatch training in a fixed shuffled order: ``loss_of(indices)`` → scalar loss."""
+    g = torch.Generator().manual_seed(SEED)
+    model.train()
+    for epoch in range(epochs):
+        perm = torch.randperm(n, generator=g)
+        total = 0.0
+        for i in range(0, n - BATCH + 1, BATCH):
+            loss = loss_of(perm[i:i + BATCH])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            total += loss.item()
+        if verbose:
+            print(f"epoch {epoch + 1:2d}/{epochs}  loss {total / (n // BATCH):.4f}")
+    return model.eval()
+
+
 def train(verbose: bool = True) -> DigitsCNN:
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -45,22 +65,8 @@ def train(verbose: bool = True) -> DigitsCNN:
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     steps = EPOCHS * (len(xa) // BATCH)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps)
-    g = torch.Generator().manual_seed(SEED)
-    model.train()
-    for epoch in range(EPOCHS):
-        perm = torch.randperm(len(xa), generator=g)
-        total = 0.0
-        for i in range(0, len(xa) - BATCH + 1, BATCH):
-            idx = perm[i:i + BATCH]
-            loss = F.cross_entropy(model(xa[idx]), ya[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item()
-        if verbose:
-            print(f"epoch {epoch + 1:2d}/{EPOCHS}  loss {total / (len(xa) // BATCH):.4f}")
-    model.eval()
+    _fit(model, opt, len(xa), lambda idx: F.cross_entropy(model(xa[idx]), ya[idx]), EPOCHS,
+         sched, verbose)
     with torch.no_grad():  # unit mean square features on the (unshifted) train digits
         model.feature_scale.fill_(model.body(x).pow(2).mean().rsqrt().item())
     return model
@@ -81,22 +87,11 @@ def train_shapes(verbose: bool = True, epochs: int = 6) -> ShapesCNN:
     targets = {"shape": data.shape, "color": data.color, "size": data.size}
     model = ShapesCNN()
     opt = torch.optim.Adam(model.parameters(), lr=LR)
-    g = torch.Generator().manual_seed(SEED)
-    model.train()
-    for epoch in range(epochs):
-        perm = torch.randperm(len(data), generator=g)
-        total = 0.0
-        for i in range(0, len(data) - BATCH + 1, BATCH):
-            idx = perm[i:i + BATCH]
-            out = model(data.images[idx])
-            loss = sum(F.cross_entropy(out[k], targets[k][idx]) for k in out)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item()
-        if verbose:
-            print(f"epoch {epoch + 1}/{epochs}  loss {total / (len(data) // BATCH):.4f}")
-    return model.eval()
+    def loss_of(idx):
+        out = model(data.images[idx])
+        return sum(F.cross_entropy(out[k], targets[k][idx]) for k in out)
+
+    return _fit(model, opt, len(data), loss_of, epochs, None, verbose)
 
 
 def main() -> int:
