@@ -177,6 +177,7 @@ class GANConfig:
     batch: int = 256
     lr: float = 2e-4
     lr_decay: bool = False  # linear decay to 0: the last steps refine the modes' positions
+    scale: float | None = None  # networks work in units of `scale` (None: the data's largest |coordinate|)
     betas: tuple = (0.5, 0.999)
     n_critic: int = 1
     gp_weight: float = 10.0
@@ -205,12 +206,43 @@ def describe(cfg: GANConfig) -> str:
     return " + ".join(parts)
 
 
+class Scale(nn.Module):
+    """Multiply by a fixed number: the unit conversion between data and network coordinates."""
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = float(factor)
+
+    def forward(self, x):
+        return x * self.factor
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor:g}"
+
+
 def build_models(cfg: GANConfig):
-    """Generator z (z_dim) → x (2) and discriminator on packs of ``cfg.pack`` points (2·pack)."""
+    """Generator z (z_dim) → x (2) and discriminator on packs of ``cfg.pack`` points (2·pack).
+
+    Both networks work in rescaled coordinates — G's last step is ×s, D's first step is ÷s, with
+    s = ``data_scale(cfg)`` — the 2-D analogue of scaling images to [−1, 1]. Without it the grid
+    (modes at ±4) trains poorly: default initialisation puts D's first-layer ReLU kinks within about
+    one unit of the origin, and in our runs the samples stayed spread over the square for thousands
+    of steps (2–20 % high quality instead of 80–95 %).
+    """
     g = mlp(cfg.z_dim, 2, cfg.g_hidden, cfg.g_depth)
     d = mlp(2 * cfg.pack, 1, cfg.d_hidden, cfg.d_depth, act=lambda: nn.LeakyReLU(0.2),
             linear=SNLinear if cfg.spectral_norm else nn.Linear, mbstd=cfg.mbstd)
+    scale = data_scale(cfg)
+    if scale != 1:
+        g, d = nn.Sequential(g, Scale(scale)), nn.Sequential(Scale(1 / scale), d)
     return g, d
+
+
+def data_scale(cfg: GANConfig) -> float:
+    """``cfg.scale``, or by default the largest |coordinate| of the dataset's modes (ring 1, grid 4)."""
+    if cfg.scale is not None:
+        return float(cfg.scale)
+    return float(DATASETS[cfg.dataset][0].abs().max())
 
 
 def sample_mixture(centers: torch.Tensor, std: float, n: int, gen: torch.Generator):
@@ -221,10 +253,11 @@ def sample_mixture(centers: torch.Tensor, std: float, n: int, gen: torch.Generat
 
 @torch.no_grad()
 def generate(g: nn.Module, n: int, z_dim: int, seed: int = 12345) -> torch.Tensor:
+    was_training = g.training
     g.eval()
     z = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
     x = g(z)
-    g.train()
+    g.train(was_training)
     return x
 
 
@@ -239,7 +272,8 @@ class RunResult:
 
 def _d_step(cfg, g, d, opt_d, real, gen):
     z = torch.randn(cfg.batch, cfg.z_dim, generator=gen)
-    fake = g(z).detach()
+    with torch.no_grad():  # D's step never backpropagates into G: no graph needed
+        fake = g(z)
     real_l, fake_l = d(pack(real, cfg.pack)).squeeze(1), d(pack(fake, cfg.pack)).squeeze(1)
     if cfg.loss == "wgan-gp":
         loss = fake_l.mean() - real_l.mean() + cfg.gp_weight * gradient_penalty(
@@ -255,7 +289,9 @@ def _d_step(cfg, g, d, opt_d, real, gen):
 def _g_step(cfg, g, d, opt_g, gen):
     z = torch.randn(cfg.batch, cfg.z_dim, generator=gen)
     fake = g(z)
+    d.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
     logits = d(pack(fake, cfg.pack)).squeeze(1)
+    d.requires_grad_(True)
     loss = -logits.mean() if cfg.loss == "wgan-gp" else losses.g_loss(logits)
     if cfg.mode_seeking:
         half = cfg.batch // 2  # pair sample i with sample i + half
@@ -279,8 +315,9 @@ def train_2d(cfg: GANConfig, eval_every: int = 0, snapshot_steps=(), progress: b
     gen = torch.Generator().manual_seed(cfg.seed + 1000)  # data and noise
     centers, std = DATASETS[cfg.dataset]
     g, d = build_models(cfg)
-    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=cfg.betas)
-    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=cfg.betas)
+    # fused Adam: one kernel for all parameters, about a quarter faster for these small MLPs
+    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=cfg.betas, fused=True)
+    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=cfg.betas, fused=True)
     scheds = []
     if cfg.lr_decay:
         scheds = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: 1 - s / cfg.steps) for o in (opt_g, opt_d)]

@@ -31,7 +31,16 @@ def test_markdown_has_ours_and_published_rows():
     one = dict(_fake_result(), runs=_fake_result()["runs"][:1])
     assert "| ring (8) | GAN | genlib | 1 | 5.0 | 95.0 | 0.010 |" in bench.markdown_modes(one)
     assert "Lin et al." in md and "ln(K p_k)" in md and "genlib bench modes --runs 3" in md
+    assert "steps per run: 100)" in md and "3×128" in md and "batch 256 (ring)" in md
+    assert "steps per run: ring 5,000, grid 8,000)" in bench.markdown_modes(
+        dict(_fake_result(), steps={"ring": 5000, "grid": 8000}))
     assert "grid" not in md.split("Published rows")[0]  # only the datasets that were run
+
+
+def test_fmt_counts_infinite_runs_apart():
+    assert bench._fmt([0.1, 0.3, float("inf")]) == "0.20 ± 0.10 (1 run: inf)"
+    assert bench._fmt([float("inf")] * 2) == "inf"
+    assert bench._fmt([0.5]) == "0.50"
 
 
 def test_summary_groups_by_dataset_and_method():
@@ -53,7 +62,7 @@ def test_cli_quick_runs_and_saves(tmp_path, capsys):
 
     assert main(["bench", "modes", "--quick", "--out", str(tmp_path), "--threads", "1"]) == 0
     res = json.loads((tmp_path / "bench_modes.json").read_text())
-    assert res["methods"] == ["GAN", "PacGAN2"] and res["datasets"] == ["ring"] and res["steps"] == 1000
+    assert res["methods"] == ["GAN", "PacGAN2"] and res["datasets"] == ["ring"] and res["steps"] == {"ring": 1000}
     assert len(res["runs"]) == 2 and all(0 <= r["modes"] <= 8 for r in res["runs"])
     md = (tmp_path / "bench_modes.md").read_text()
     assert "PacGAN T1" in md and "| ring (8) | PacGAN2 | genlib | 1 |" in md

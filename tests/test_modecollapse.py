@@ -136,3 +136,26 @@ def test_stacked_training_runs():
     pytest.importorskip("genlib.features")
     _, r = mc.train_stacked(mc.StackedConfig(steps=3, batch=16, pack=2, width=8, n_eval=100))
     assert 1 <= r.final["modes"] <= 100
+
+
+def test_networks_work_in_scaled_coordinates():
+    assert mc.data_scale(mc.GANConfig(dataset="ring")) == 1.0
+    assert mc.data_scale(mc.GANConfig(dataset="grid")) == 4.0
+    assert mc.data_scale(mc.GANConfig(dataset="grid", scale=1.0)) == 1.0
+    g, d = mc.build_models(mc.GANConfig(dataset="grid", g_hidden=8, d_hidden=8))
+    assert isinstance(g[-1], mc.Scale) and g[-1].factor == 4.0
+    assert isinstance(d[0], mc.Scale) and d[0].factor == 0.25
+    z = torch.randn(5, 2)
+    assert torch.allclose(g(z), 4 * g[0](z))
+    g1, _ = mc.build_models(mc.GANConfig(dataset="ring", g_hidden=8, d_hidden=8))
+    assert not isinstance(g1[-1], mc.Scale)  # scale 1: plain networks
+
+
+def test_generator_step_leaves_discriminator_gradients_alone():
+    cfg = mc.GANConfig(batch=16, g_hidden=8, d_hidden=8)
+    g, d = mc.build_models(cfg)
+    opt_g = torch.optim.Adam(g.parameters())
+    mc._g_step(cfg, g, d, opt_g, torch.Generator().manual_seed(0))
+    assert all(p.grad is None for p in d.parameters())  # no wasted weight gradients for D
+    assert all(p.grad is not None for p in g.parameters())
+    assert all(p.requires_grad for p in d.parameters())  # and D is trainable again afterwards
