@@ -189,8 +189,9 @@ def _one_run(job) -> dict:
     ds, method, seed, steps, base, threads = job
     if threads:
         torch.set_num_threads(threads)
-    cfg = replace(base, dataset=ds, seed=seed, **{**PER_DATASET[ds], **({"steps": steps} if steps else {})},
-                  **REMEDIES[method])
+    cfg = replace(base, dataset=ds, seed=seed, **PER_DATASET[ds], **REMEDIES[method])
+    if steps:
+        cfg = replace(cfg, steps=steps)
     _, res = mc.train_2d(cfg)
     return {"dataset": ds, "method": method, "seed": seed, **res.final, "seconds": round(res.seconds, 2)}
 
