@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -180,6 +180,7 @@ class GANConfig:
     scale: float | None = None  # networks work in units of `scale` (None: the data's largest |coordinate|)
     betas: tuple = (0.5, 0.999)
     n_critic: int = 1
+    ema: float = 0.0  # > 0: samples come from an exponential moving average of G's weights (gan.EMA)
     gp_weight: float = 10.0
     z_dim: int = 2
     g_hidden: int = 256
@@ -270,76 +271,235 @@ class RunResult:
     curve: list = field(default_factory=list)      # (step, evaluate_modes dict)
 
 
-def _d_step(cfg, g, d, opt_d, real, gen):
-    z = torch.randn(cfg.batch, cfg.z_dim, generator=gen)
+# ============================================================================ many seeds at once
+# A 3×128 MLP on 2-D points is far too small to keep a CPU core busy: most of a training step is
+# Python and dispatch overhead. So we train the S seeds of one configuration as ONE model whose every
+# tensor has a leading seed axis: a linear layer holds S weight matrices and applies them with one
+# batched matmul (S, N, in) @ (S, in, out). Nothing mixes across that axis — the losses are summed
+# over seeds (so seed s's gradient is exactly its own), and Adam is elementwise (so seed s's update is
+# exactly its own) — hence seed s of a stacked run is the run with seed s alone, up to float rounding
+# (tests/test_modecollapse.py checks this against a plain single-seed loop).
+
+class SeedLinear(nn.Module):
+    """S independent linear layers: ``(S, N, in)`` → ``(S, N, out)`` with one batched matmul.
+
+    Built from S ``nn.Linear`` (or ``SNLinear``) layers, whose weights it copies: ``weight (S, out, in)``,
+    ``bias (S, 1, out)``. With ``spectral_norm`` each seed's weight is divided by its own largest
+    singular value, estimated as in ``SNLinear`` (one power-iteration step per training forward pass).
+    """
+
+    def __init__(self, layers, spectral_norm: bool = False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.stack([l.weight.detach() for l in layers]).clone())
+        self.bias = nn.Parameter(torch.stack([l.bias.detach() for l in layers]).unsqueeze(1).clone())
+        self.spectral_norm = spectral_norm
+        if spectral_norm:
+            self.register_buffer("u", torch.stack([l.u for l in layers]).clone())  # (S, out)
+
+    def sigma(self) -> torch.Tensor:
+        """(S, 1, 1): each seed's σ(W), exactly ``SNLinear.sigma`` per seed."""
+        w = self.weight
+        if self.training:
+            with torch.no_grad():
+                v = F.normalize(torch.einsum("soi,so->si", w, self.u), dim=1)
+                self.u = F.normalize(torch.einsum("soi,si->so", w, v), dim=1)
+        v = F.normalize(torch.einsum("soi,so->si", w, self.u), dim=1).detach()
+        return torch.einsum("so,soi,si->s", self.u, w, v).view(-1, 1, 1)
+
+    def forward(self, x):
+        w = self.weight / self.sigma() if self.spectral_norm else self.weight
+        return torch.baddbmm(self.bias, x, w.transpose(1, 2))
+
+
+class SeedMinibatchStd(nn.Module):
+    """``MinibatchStd`` per seed: ``(S, N, F)`` → ``(S, N, F+1)``, the std taken over each seed's batch."""
+
+    def forward(self, h):
+        s = h.std(dim=1, unbiased=False).mean(dim=1)  # (S,)
+        return torch.cat([h, s.view(-1, 1, 1).expand(h.shape[0], h.shape[1], 1)], dim=2)
+
+
+def stack_seeds(models) -> nn.Module:
+    """S models of identical architecture (as built by ``build_models``) → one seed-stacked model.
+
+    Linear layers become ``SeedLinear``; minibatch std becomes ``SeedMinibatchStd``; elementwise
+    modules (activations, ``Scale``) are shared, since they hold no weights.
+    """
+    first = models[0]
+    if isinstance(first, nn.Sequential):
+        return nn.Sequential(*[stack_seeds([m[i] for m in models]) for i in range(len(first))])
+    if isinstance(first, nn.Linear):
+        return SeedLinear(models, spectral_norm=isinstance(first, SNLinear))
+    if isinstance(first, MinibatchStd):
+        return SeedMinibatchStd()
+    if isinstance(first, (nn.ReLU, nn.LeakyReLU, Scale)):
+        return first
+    raise TypeError(f"stack_seeds: no seed-stacked version of {type(first).__name__}")
+
+
+def unstack_seed(stacked: nn.Module, single: nn.Module, i: int) -> nn.Module:
+    """Copy seed ``i``'s weights from ``stacked`` into ``single`` (same architecture); returns it."""
+    for s_mod, m in zip(stacked.modules(), single.modules()):
+        if isinstance(s_mod, SeedLinear):
+            with torch.no_grad():
+                m.weight.copy_(s_mod.weight[i])
+                m.bias.copy_(s_mod.bias[i, 0])
+                if s_mod.spectral_norm:
+                    m.u = s_mod.u[i].clone()
+    return single
+
+
+@torch.no_grad()
+def generate_seeds(g: nn.Module, n: int, z_dim: int, n_seeds: int, seed: int = 12345) -> torch.Tensor:
+    """``(S, n, 2)``: every seed's generator on the same ``n`` latents (those of ``generate``)."""
+    was_training = g.training
+    g.eval()
+    z = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
+    x = g(z.expand(n_seeds, n, z_dim).contiguous())
+    g.train(was_training)
+    return x
+
+
+def _pack_seeds(x: torch.Tensor, m: int) -> torch.Tensor:
+    """``(S, N, C)`` → ``(S, N/m, m·C)``: ``pack`` applied to each seed's batch."""
+    s, n = x.shape[:2]
+    return pack(x.reshape(s * n, *x.shape[2:]), m).reshape(s, n // m, -1)
+
+
+def _d_step(cfg, g, d, opt_d, real, z):
+    """One discriminator step for every seed; ``real: (S, B, 2)``, ``z: (S, B, z_dim)``."""
+    n_seeds = real.shape[0]
     with torch.no_grad():  # D's step never backpropagates into G: no graph needed
         fake = g(z)
-    real_l, fake_l = d(pack(real, cfg.pack)).squeeze(1), d(pack(fake, cfg.pack)).squeeze(1)
+    real_l = d(_pack_seeds(real, cfg.pack)).squeeze(2)
+    fake_l = d(_pack_seeds(fake, cfg.pack)).squeeze(2)
+    # Σ over seeds of each seed's mean loss = S × the mean over all: every seed keeps its own gradient
     if cfg.loss == "wgan-gp":
+        flat = real.shape[0] * real.shape[1]
+        critic = lambda x: d(_pack_seeds(x.view(real.shape), cfg.pack)).reshape(-1)  # noqa: E731
         loss = fake_l.mean() - real_l.mean() + cfg.gp_weight * gradient_penalty(
-            lambda x: d(pack(x, cfg.pack)), real, fake)
+            critic, real.reshape(flat, -1), fake.reshape(flat, -1))
     else:
-        loss = losses.d_loss(real_l, fake_l)
+        loss = losses.d_loss(real_l.reshape(-1), fake_l.reshape(-1))
     opt_d.zero_grad(set_to_none=True)
-    loss.backward()
+    (n_seeds * loss).backward()
     opt_d.step()
-    return loss
 
 
-def _g_step(cfg, g, d, opt_g, gen):
-    z = torch.randn(cfg.batch, cfg.z_dim, generator=gen)
+def _g_step(cfg, g, d, opt_g, z):
+    """One generator step for every seed; ``z: (S, B, z_dim)``."""
+    n_seeds = z.shape[0]
     fake = g(z)
     d.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
-    logits = d(pack(fake, cfg.pack)).squeeze(1)
+    logits = d(_pack_seeds(fake, cfg.pack)).reshape(-1)
     d.requires_grad_(True)
-    loss = -logits.mean() if cfg.loss == "wgan-gp" else losses.g_loss(logits)
+    loss = n_seeds * (-logits.mean() if cfg.loss == "wgan-gp" else losses.g_loss(logits))
     if cfg.mode_seeking:
-        half = cfg.batch // 2  # pair sample i with sample i + half
-        loss = loss + cfg.mode_seeking * mode_seeking_loss(z[:half], z[half:2 * half],
-                                                           fake[:half], fake[half:2 * half])
+        half = cfg.batch // 2  # pair sample i with sample i + half, within each seed
+        loss = loss + cfg.mode_seeking * sum(
+            mode_seeking_loss(zs[:half], zs[half:2 * half], xs[:half], xs[half:2 * half])
+            for zs, xs in zip(z, fake))
     opt_g.zero_grad(set_to_none=True)
     loss.backward()
     opt_g.step()
-    return loss
 
 
-def train_2d(cfg: GANConfig, eval_every: int = 0, snapshot_steps=(), progress: bool = False):
-    """Train one GAN on ``cfg.dataset``; returns ``(generator, RunResult)``.
+def train_2d_seeds(cfg: GANConfig, seeds, eval_every: int = 0, snapshot_steps=(), progress: bool = False):
+    """Train ``cfg`` once per seed in ``seeds``, all at once; returns ``(generators, [RunResult])``.
 
-    ``eval_every`` > 0 records ``evaluate_modes`` every that many steps (the curve);
-    ``snapshot_steps`` stores 2,500 samples at those steps (for the over-time plots).
+    Seed s gets the initial weights of ``torch.manual_seed(s)`` and its own data/noise stream
+    ``Generator().manual_seed(s + 1000)`` — the same as ``train_2d(replace(cfg, seed=s))``.
+    ``eval_every`` > 0 records ``evaluate_modes`` every that many steps (each result's ``curve``);
+    ``snapshot_steps`` stores ``cfg.n_eval`` samples at those steps (for the over-time plots).
+    ``generators`` is the seed-stacked generator; ``unstack_seed`` extracts one.
     """
     from genlib.train import progress as pbar
 
-    torch.manual_seed(cfg.seed)  # initial weights
-    gen = torch.Generator().manual_seed(cfg.seed + 1000)  # data and noise
+    seeds = list(seeds)
+    if cfg.batch % cfg.pack:
+        raise ValueError(f"batch {cfg.batch} is not a multiple of pack {cfg.pack}")
+    singles = []
+    for s in seeds:
+        torch.manual_seed(s)  # initial weights, exactly as a single run
+        singles.append(build_models(replace(cfg, seed=s)))
+    g, d = stack_seeds([gs for gs, _ in singles]), stack_seeds([ds for _, ds in singles])
+    gens = [torch.Generator().manual_seed(s + 1000) for s in seeds]  # data and noise, per seed
     centers, std = DATASETS[cfg.dataset]
-    g, d = build_models(cfg)
-    # fused Adam: one kernel for all parameters, about a quarter faster for these small MLPs
+    # fused Adam: one kernel for all parameters; elementwise, so each seed's slice is its own Adam
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=cfg.betas, fused=True)
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=cfg.betas, fused=True)
     scheds = []
     if cfg.lr_decay:
-        scheds = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: 1 - s / cfg.steps) for o in (opt_g, opt_d)]
-    res = RunResult(config=asdict(cfg), final={}, seconds=0.0)
+        scheds = [torch.optim.lr_scheduler.LambdaLR(o, lambda t: 1 - t / cfg.steps) for o in (opt_g, opt_d)]
+    ema = None
+    if cfg.ema:
+        from genlib.gan import EMA
+        ema = EMA(g, cfg.ema)  # elementwise, so each seed's slice averages its own weights
+    sampler = (lambda: ema.model) if ema else (lambda: g)
+    results = [RunResult(config=asdict(replace(cfg, seed=s)), final={}, seconds=0.0) for s in seeds]
     snaps = set(snapshot_steps)
+    desc = cfg.label() + (f" × {len(seeds)} seeds" if len(seeds) > 1 else "")
     t0 = time.perf_counter()
     steps = range(1, cfg.steps + 1)
-    for step in (pbar(steps, desc=cfg.label()) if progress else steps):
+    for step in (pbar(steps, desc=desc) if progress else steps):
         for _ in range(cfg.n_critic):
-            _d_step(cfg, g, d, opt_d, sample_mixture(centers, std, cfg.batch, gen), gen)
-        _g_step(cfg, g, d, opt_g, gen)
+            real = torch.stack([sample_mixture(centers, std, cfg.batch, gen) for gen in gens])
+            z = torch.stack([torch.randn(cfg.batch, cfg.z_dim, generator=gen) for gen in gens])
+            _d_step(cfg, g, d, opt_d, real, z)
+        _g_step(cfg, g, d, opt_g, torch.stack([torch.randn(cfg.batch, cfg.z_dim, generator=gen) for gen in gens]))
+        if ema:
+            ema.update(g)
         for sch in scheds:
             sch.step()
         if (eval_every and step % eval_every == 0) or step in snaps:
-            x = generate(g, cfg.n_eval, cfg.z_dim)
-            if eval_every and step % eval_every == 0:
-                res.curve.append((step, evaluate_modes(x, centers, std)))
-            if step in snaps:
-                res.snapshots.append((step, x))
-    res.seconds = time.perf_counter() - t0
-    res.final = evaluate_modes(generate(g, cfg.n_eval, cfg.z_dim), centers, std)
-    return g, res
+            xs = generate_seeds(sampler(), cfg.n_eval, cfg.z_dim, len(seeds))
+            for res, x in zip(results, xs):
+                if eval_every and step % eval_every == 0:
+                    res.curve.append((step, evaluate_modes(x, centers, std)))
+                if step in snaps:
+                    res.snapshots.append((step, x))
+    seconds = time.perf_counter() - t0
+    for res, x in zip(results, generate_seeds(sampler(), cfg.n_eval, cfg.z_dim, len(seeds))):
+        res.final = evaluate_modes(x, centers, std)
+        res.seconds = seconds / len(seeds)  # each seed's share of the wall time
+    return sampler(), results
+
+
+def _train_job(job):
+    cfg, seeds, kw, in_worker = job
+    if in_worker:
+        torch.set_num_threads(1)
+    _, results = train_2d_seeds(cfg, seeds, **kw)
+    return results
+
+
+def train_2d_parallel(configs, seeds, processes: int = 2, **kw) -> list[list[RunResult]]:
+    """``train_2d_seeds(cfg, seeds, **kw)`` for each config, ``processes`` configs at a time.
+
+    Each config trains in its own worker process with one thread (two one-thread processes on two
+    cores do twice the work of one two-thread process for these small networks). Returns the
+    results only (one list per config); the workers import genlib afresh, so anything patched
+    into ``genlib.modecollapse`` at run time is *not* seen by them.
+    """
+    if processes <= 1 or len(configs) == 1:
+        return [_train_job((cfg, list(seeds), kw, False)) for cfg in configs]
+    jobs = [(cfg, list(seeds), kw, True) for cfg in configs]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(min(processes, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
+        return list(pool.map(_train_job, jobs))
+
+
+def train_2d(cfg: GANConfig, eval_every: int = 0, snapshot_steps=(), progress: bool = False):
+    """Train one GAN on ``cfg.dataset`` with seed ``cfg.seed``; returns ``(generator, RunResult)``.
+
+    ``train_2d_seeds`` with one seed; the generator comes back as a plain ``nn.Sequential``.
+    """
+    gs, (res,) = train_2d_seeds(cfg, [cfg.seed], eval_every, snapshot_steps, progress)
+    torch.manual_seed(cfg.seed)
+    g, _ = build_models(cfg)
+    return unstack_seed(gs, g, 0), res
 
 
 # ============================================================================ stacked digits (1,000 modes)
