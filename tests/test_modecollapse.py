@@ -225,3 +225,15 @@ def test_parallel_training_matches_in_process():
     there = mc.train_2d_parallel(cfgs, [0, 1], processes=2, snapshot_steps=(2,))
     assert [[r.final for r in rs] for rs in here] == [[r.final for r in rs] for rs in there]
     assert there[1][0].config["pack"] == 2 and there[0][1].snapshots[0][0] == 2
+
+
+def test_ema_generator_is_the_average_and_samples_come_from_it():
+    cfg = mc.GANConfig(steps=30, batch=16, g_hidden=8, d_hidden=8, n_eval=100, lr=1e-2)
+    g_raw, (raw,) = mc.train_2d_seeds(cfg, [0])
+    g_ema, (avg,) = mc.train_2d_seeds(dataclasses.replace(cfg, ema=0.9), [0])
+    first = lambda m: next(x for x in m.modules() if isinstance(x, mc.SeedLinear))  # noqa: E731
+    # the average lags the last step, so its weights differ from the trained ones
+    assert not torch.allclose(first(g_raw).weight, first(g_ema).weight)
+    assert not first(g_ema).weight.requires_grad and not g_ema.training
+    x = mc.generate_seeds(g_ema, cfg.n_eval, cfg.z_dim, 1)[0]
+    assert avg.final == mc.evaluate_modes(x, *mc.DATASETS[cfg.dataset])
