@@ -143,7 +143,8 @@ class MinibatchStd(nn.Module):
 
 
 def mode_seeking_loss(z1, z2, x1, x2, eps: float = 1e-5) -> torch.Tensor:
-    """MSGAN term (Mao et al. 2019), to *add* to G's loss: 1 / (mean|x1−x2| / mean|z1−z2| + eps).
+    """MSGAN term (Mao et al. 2019), to *add* to G's loss: 1 / (mean over pairs of r + eps), where
+    r = mean|x1−x2| / mean|z1−z2| for one pair (means over that pair's features).
 
     Small when two latents far apart give samples far apart, so G is paid to spread out.
     """
