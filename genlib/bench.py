@@ -207,8 +207,8 @@ def run_modes(runs: int, steps: int | None, methods, datasets, command: str, out
     """Train every (dataset, method, seed); save JSON + markdown; return the result dict.
 
     ``steps`` None: the per-dataset defaults of ``STEPS``. The seeds of one (dataset, method) train
-    together as one seed-stacked model (``mc.train_2d_seeds``: about twice the throughput of one
-    seed at a time on a CPU). ``jobs`` > 1 trains that many (dataset, method) pairs at once in worker
+    together as one seed-stacked model (``mc.train_2d_seeds``: 1.4–2.3× the throughput of one
+    seed at a time on one CPU thread, measured). ``jobs`` > 1 trains that many (dataset, method) pairs at once in worker
     processes of one thread each (two one-thread processes on two cores beat one two-thread one).
     """
     t0 = time.perf_counter()

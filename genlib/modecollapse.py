@@ -275,14 +275,15 @@ class RunResult:
 
 
 # ============================================================================ many seeds at once
-# For one seed, a training step of these small MLPs is mostly Python and dispatch overhead (measured,
-# one thread, ring, 3×128, batch 256: 11 ms per step for one seed, 25 ms for five seeds stacked as
-# below — 2.3× the throughput; 1.4× for the grid's minibatch std at batch 512). So we train the S seeds of one configuration as ONE model whose every
-# tensor has a leading seed axis: a linear layer holds S weight matrices and applies them with one
-# batched matmul (S, N, in) @ (S, in, out). Nothing mixes across that axis — the losses are summed
-# over seeds (so seed s's gradient is exactly its own), and Adam is elementwise (so seed s's update is
-# exactly its own) — hence seed s of a stacked run is the run with seed s alone, up to float rounding
-# (tests/test_modecollapse.py checks this against a plain single-seed loop).
+# For one seed, a training step of these small MLPs is mostly Python and dispatch overhead
+# (measured, one thread, ring, 3×128, batch 256: 11 ms per step for one seed, 25 ms for five seeds
+# stacked as below — 2.3× the throughput; 1.4× for the grid's minibatch std at batch 512). So we
+# train the S seeds of one configuration as ONE model whose every tensor has a leading seed axis: a
+# linear layer holds S weight matrices and applies them with one batched matmul (S, N, in) @ (S, in,
+# out). Nothing mixes across that axis — the losses are summed over seeds (so seed s's gradient is
+# exactly its own), and Adam is elementwise (so seed s's update is exactly its own) — hence seed s
+# of a stacked run is the run with seed s alone, up to float rounding (tests/test_modecollapse.py
+# checks this against a plain single-seed loop).
 
 class SeedLinear(nn.Module):
     """S independent linear layers: ``(S, N, in)`` → ``(S, N, out)`` with one batched matmul.

@@ -93,6 +93,11 @@ def _pack_flat_images(x, m):
     return x.reshape(x.shape[0] // m, -1)
 
 
+def _pack_truncating(x, m):
+    n = x.shape[0] // m * m  # drops the remainder without a word
+    return x[:n].reshape(n // m, m * x.shape[1], *x.shape[2:])
+
+
 def _pack_detached(x, m):
     return x.detach().reshape(x.shape[0] // m, m * x.shape[1], *x.shape[2:])
 
@@ -143,6 +148,8 @@ GALLERY = [
      "mixed coordinates"),
     ("images flattened", P, _pack_flat_images, "images are packed along channels", "shape"),
     ("detached", P, _pack_detached, "keeps gradients", "gradient"),
+    ("drops the remainder", P, _pack_truncating, "a batch that is not a multiple of m is refused, not truncated",
+     "dropped"),
     ("penalty at real points", G, _gp(at="real"), "evaluates the critic at random interpolates of real and fake",
      "real samples"),
     ("penalty at fake points", G, _gp(at="fake"), "evaluates the critic at random interpolates of real and fake",

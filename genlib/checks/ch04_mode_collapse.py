@@ -179,6 +179,17 @@ def _(fn):
                  "stack the m images' channels: sample j·m+i fills channels i·C … i·C+C−1")
 
 
+@spec.case("a batch that is not a multiple of m is refused, not truncated")
+def _(fn):
+    try:
+        out = fn(torch.randn(7, 2), 2)
+    except Exception:  # ValueError like genlib's, or reshape's own RuntimeError: both refuse
+        return
+    raise CheckFailure(f"pack(7 samples, m=2) returned {tuple(out.shape) if torch.is_tensor(out) else out!r}: "
+                       "you dropped (or invented) samples; raise a ValueError when N is not a multiple "
+                       "of m, so a wrong batch size is caught instead of silently changing what D sees")
+
+
 @spec.case("keeps gradients")
 def _(fn):
     x = torch.randn(4, 2, requires_grad=True)
