@@ -1,9 +1,9 @@
 """Spot-the-bug: short PyTorch snippets that carry the source articles' bug patterns.
 
 Every entry of ``BUGS`` pairs a *buggy* snippet with its *fixed* reference and the source item
-(S-id, see SOURCES.md) whose mistake it reproduces. Chapter 09 shows the buggy code; the learner
+(S-id, see SOURCES.md) whose mistake it reproduces. Chapter 11 shows the buggy code; the learner
 writes the fix and ``check("bugs.<slug>", fix)`` runs the behavioural tests in
-``genlib/checks/ch09_interview.py``, which reject every buggy version here and accept every fix.
+``genlib/checks/ch11_interview.py``, which reject every buggy version here and accept every fix.
 
 All snippets are ours, written in plain PyTorch; none is copied from the articles.
 """

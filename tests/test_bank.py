@@ -92,7 +92,7 @@ def test_link_checker_rejects_broken_links():
     assert interview.link_problems({"notebook": "solutions/99_nope.ipynb#X", "function": None})
     assert interview.link_problems({"notebook": None, "function": "genlib.losses.no_such_fn"})
     assert interview.link_problems({"notebook": None, "function": "torch.nn.Linear"})
-    nb = "solutions/09_interview_prep.ipynb"
+    nb = "solutions/11_interview_prep.ipynb"
     assert interview.link_problems({"notebook": nb + "#No such heading here", "function": None})
     assert interview.link_problems({"notebook": nb + "#Myth vs fact", "function": "genlib.losses.d_loss"}) == []
 

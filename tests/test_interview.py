@@ -188,7 +188,7 @@ def test_pick_mock():
 def test_topic_chapter_map():
     m = interview.topic_chapter_map()
     assert set(m) == set(interview.TOPICS)
-    assert "09_interview_prep.ipynb" in m["training"]
+    assert "11_interview_prep.ipynb" in m["training"]
 
 
 def test_cpu_seconds_scales_with_work():

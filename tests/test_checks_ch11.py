@@ -1,4 +1,4 @@
-"""Gallery for chapter 09's spot-the-bug checks: the fixes pass; each wrong version fails in a named
+"""Gallery for chapter 11's spot-the-bug checks: the fixes pass; each wrong version fails in a named
 case with a message that names the mistake."""
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Checks for chapter 09 (interview prep): one check per spot-the-bug snippet, ``bugs.<slug>``.
+"""Checks for chapter 11 (interview prep): one check per spot-the-bug snippet, ``bugs.<slug>``.
 
 Each check tests behaviour: it rejects the buggy snippet in ``genlib.spotbugs`` with a message that
 names the bug, and accepts the fix.
