@@ -6,6 +6,8 @@ import torch.nn.functional as F
 from genlib import losses
 
 sig = torch.sigmoid
+BIG = "exact at logits of ±200, value and gradient (no overflow, no clamp)"
+UNEQUAL = "real and fake batches of different sizes"
 
 
 def test_references_accepted(accepts):
@@ -31,6 +33,13 @@ def test_other_correct_forms_accepted(accepts):
     accepts("gan.g_loss", lambda f: -F.logsigmoid(f).mean())
     accepts("gan.g_loss", lambda f: F.binary_cross_entropy_with_logits(f, torch.ones_like(f)))
     accepts("gan.hinge_d_loss", lambda r, f: torch.clamp(1 - r, min=0).mean() + torch.clamp(1 + f, min=0).mean())
+
+    def d_module(r, f):  # nn.BCEWithLogitsLoss with targets built from the logits
+        bce = torch.nn.BCEWithLogitsLoss()
+        return bce(r, torch.ones_like(r)) + bce(f, torch.zeros_like(f))
+
+    accepts("gan.d_loss", d_module)
+    accepts("gan.lsgan_d_loss", lambda r, f: 0.5 * F.mse_loss(r, torch.ones_like(r)) + 0.5 * F.mse_loss(f, torch.zeros_like(f)))
 
 
 # ----------------------------------------------------------------------------- d_loss
@@ -72,6 +81,32 @@ def d_bceloss_targets(r, f):  # nn.BCEWithLogitsLoss with (N,) targets: raises f
     return bce(r, torch.ones(len(r))) + bce(f, torch.zeros(len(f)))
 
 
+def d_sigmoid_bceloss(r, f):  # H1: right value at ±100 thanks to BCELoss's −100 clamp
+    return (F.binary_cross_entropy(sig(r), torch.ones_like(r))
+            + F.binary_cross_entropy(sig(f), torch.zeros_like(f)))
+
+
+def d_module_sigmoid_bceloss(r, f):  # the same with nn.Sigmoid + nn.BCELoss
+    s, bce = torch.nn.Sigmoid(), torch.nn.BCELoss()
+    return bce(s(r), torch.ones_like(r)) + bce(s(f), torch.zeros_like(f))
+
+
+def d_clamped_logits(r, f):  # "avoid overflow" by clamping the logits: caps the loss at 100
+    return F.softplus(-r.clamp(-100, 100)).mean() + F.softplus(f.clamp(-100, 100)).mean()
+
+
+def d_detached_saturated(r, f):  # right values, but no gradient where D is confidently wrong
+    r = torch.where(r.abs() > 50, r.detach(), r)
+    f = torch.where(f.abs() > 50, f.detach(), f)
+    return F.softplus(-r).mean() + F.softplus(f).mean()
+
+
+def d_concat_times_two(r, f):  # H2: one mean over both batches, ×2: weights real : fake as N : M
+    logits = torch.cat([r.view(-1), f.view(-1)])
+    y = torch.cat([torch.ones(r.numel()), torch.zeros(f.numel())])
+    return 2 * F.binary_cross_entropy_with_logits(logits, y)
+
+
 def d_double_sigmoid(r, f):
     return losses.d_loss(sig(r), sig(f))
 
@@ -91,12 +126,17 @@ def d_item(r, f):
 D_GALLERY = [
     ("probabilities", d_probabilities, "matches the reference on random logits", "probabilities"),
     ("BCE on logits", d_bce_on_logits, "matches the reference on random logits", "expects probabilities"),
-    ("log of sigmoid", d_sigmoid_log, "exact at logits of ±100 (no overflow)", "softplus"),
-    ("clamped", d_clamped, "exact at logits of ±100 (no overflow)", "clamping"),
+    ("log of sigmoid", d_sigmoid_log, BIG, "softplus"),
+    ("clamped", d_clamped, BIG, "clamping"),
     ("labels swapped", d_swapped, "matches the reference on random logits", "swapped the labels"),
     ("sum not mean", d_sum, "mean over the batch, not sum", "sums over the batch"),
     ("(N,1) silent broadcast", d_broadcast, "(N, 1) logits give the same scalar as (N,)", "N×N"),
     ("(N,1) BCE targets", d_bceloss_targets, "(N, 1) logits give the same scalar as (N,)", "ones_like"),
+    ("sigmoid + BCELoss (H1)", d_sigmoid_bceloss, BIG, "BCELoss"),
+    ("nn.Sigmoid + nn.BCELoss", d_module_sigmoid_bceloss, BIG, "clamps each log term at −100"),
+    ("clamped logits", d_clamped_logits, BIG, "capped"),
+    ("gradient blocked at large logits", d_detached_saturated, BIG, "no gradient where D is confidently wrong"),
+    ("2 × BCE of concatenation (H2)", d_concat_times_two, UNEQUAL, "N : M"),
     ("double sigmoid", d_double_sigmoid, "matches the reference on random logits", "applies its own"),
     ("no fake term", d_no_fake, "matches the reference on random logits", "ignores the fake"),
     ("per-sample", d_per_sample, "returns a scalar", "0-dim"),
@@ -118,8 +158,13 @@ G_GALLERY = [
     ("wrong label", lambda f: F.softplus(f).mean(), "matches the reference on random logits", "D's goal"),
     ("wrong label gradient", lambda f: F.softplus(f).mean(), "strong gradient when D rejects the fakes",
      "raise D(G(z))"),
-    ("log of sigmoid", lambda f: -torch.log(sig(f)).mean(), "exact at logits of ±100 (no overflow)", "inf"),
+    ("log of sigmoid", lambda f: -torch.log(sig(f)).mean(), BIG, "inf"),
     ("sum", lambda f: F.softplus(-f).sum(), "mean over the batch, not sum", "sums"),
+    ("sigmoid + BCELoss (H1)", lambda f: F.binary_cross_entropy(sig(f), torch.ones_like(f)), BIG, "BCELoss"),
+    ("nn.Sigmoid + nn.BCELoss", lambda f: torch.nn.BCELoss()(torch.nn.Sigmoid()(f), torch.ones_like(f)), BIG,
+     "capped at 100"),
+    ("gradient blocked at large logits",
+     lambda f: F.softplus(-torch.where(f.abs() > 50, f.detach(), f)).mean(), BIG, "gradient"),
     ("probabilities", lambda f: -torch.log(f).mean(), "matches the reference on random logits", "probabilities"),
 ]
 
@@ -140,6 +185,11 @@ OTHER_GALLERY = [
     ("gan.lsgan_d_loss", "(N,1) broadcast, concatenated", lambda r, f: 2 * 0.5 * (
         (torch.cat([r, f]) - torch.cat([torch.ones(len(r)), torch.zeros(len(f))])) ** 2).mean(),
      "(N, 1) logits give the same scalar as (N,)", "broadcast"),
+    ("gan.lsgan_d_loss", "concatenated, unequal batches", lambda r, f: 0.5 * 2 * (
+        (torch.cat([r.view(-1), f.view(-1)]) - torch.cat([torch.ones(r.numel()), torch.zeros(f.numel())])) ** 2).mean(),
+     UNEQUAL, "N : M"),
+    ("gan.hinge_d_loss", "concatenated, unequal batches", lambda r, f: 2 * F.relu(
+        1 - torch.cat([r.view(-1), -f.view(-1)])).mean(), UNEQUAL, "N : M"),
     ("gan.lsgan_g_loss", "target zero", lambda f: 0.5 * f.pow(2).mean(),
      "matches the reference on random logits", "D's goal"),
     ("gan.lsgan_g_loss", "sum", lambda f: 0.5 * (f - 1).pow(2).sum(), "mean over the batch, not sum", "sums"),

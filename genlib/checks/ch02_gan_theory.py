@@ -2,7 +2,9 @@
 
 Every loss check runs the same battery — scalar output, value against the reference (with a
 diagnosis of the usual wrong formulas), mean not sum, (N, 1) inputs, gradients — plus, for the
-BCE-based losses, logits of ±100, and for the generator loss, the gradient where D rejects fakes.
+two-input losses, real and fake batches of different sizes; for the BCE-based losses, the value and
+the gradient at logits of ±200 (beyond nn.BCELoss's −100 log clamp, which makes ±100 come out exactly
+right); and for the generator loss, the gradient where D rejects fakes.
 """
 import torch
 import torch.nn.functional as F
@@ -111,22 +113,64 @@ def loss_check(name, ref, summary, n_inputs, wrong, bce=False, nonsaturating=Fal
                                "Flatten the logits with .view(-1), or build targets with "
                                "ones_like/zeros_like")
 
-    if bce:
-        @spec.case("exact at logits of ±100 (no overflow)")
+    if n_inputs == 2:
+        @spec.case("real and fake batches of different sizes")
         def _(fn):
-            big = torch.tensor([100.0, -100.0, 100.0, -100.0])
+            real, fake = _logits(N, seed=5), _logits(N // 4, seed=6)  # 16 real, 4 fake logits
+            out = _scalar(_call(fn, real.clone(), fake.clone()))
+            expected = ref(real, fake)
+            if _close(out, expected):
+                return
+            n, m = len(real), len(fake)
+            raise CheckFailure(
+                f"with {n} real and {m} fake logits your loss is {out.item():.4f}, the reference "
+                f"{expected.item():.4f}. The real and fake terms are two separate means (mean over the "
+                f"N reals + mean over the M fakes): concatenating both batches and taking one mean "
+                f"(even ×2) weights them N : M = {n} : {m} instead of 1 : 1, which only looks right "
+                "when N = M")
+
+    if bce:
+        @spec.case("exact at logits of ±200, value and gradient (no overflow, no clamp)")
+        def _(fn):
+            # ±200, not ±100: nn.BCELoss / F.binary_cross_entropy clamp each log at −100, so a sigmoid
+            # followed by BCELoss gives exactly 100 at ±100 — the right number for the wrong reason
+            big = torch.tensor([200.0, -200.0, 200.0, -200.0])
             args = [big, -big] if n_inputs == 2 else [big]
-            out = _scalar(_call(fn, *[a.clone() for a in args]))
+            args = [a.clone().requires_grad_(True) for a in args]
+            out = _scalar(_call(fn, *args))
             if not torch.isfinite(out):
-                raise CheckFailure("your loss is inf/NaN at logits of ±100: σ(100) rounds to 1 in "
+                raise CheckFailure("your loss is inf/NaN at logits of ±200: σ(200) rounds to 1 in "
                                    "float32 and log(1 − 1) = −inf. Compute it from logits: "
                                    "−log σ(l) = softplus(−l), −log(1 − σ(l)) = softplus(l), or use "
                                    "F.binary_cross_entropy_with_logits")
-            expected = ref(*args)
-            if not torch.allclose(out, expected, rtol=1e-3, atol=1e-2):
-                raise CheckFailure(f"at logits of ±100 your loss is {out.item():.4g}, expected "
+            ref_args = [a.detach().clone().requires_grad_(True) for a in args]
+            expected = ref(*ref_args)
+            if not torch.allclose(out.detach(), expected.detach(), rtol=1e-3, atol=1e-2):
+                if abs(out.item() - expected.item() / 2) < 1e-2 * expected.item():
+                    raise CheckFailure(
+                        f"at logits of ±200 your loss is {out.item():.4g}, expected "
+                        f"{expected.item():.4g}, capped at 100 per term: a sigmoid followed by "
+                        "nn.BCELoss / F.binary_cross_entropy clamps each log term at −100, so the loss "
+                        "stops at 100 and its gradient is 0 wherever σ rounds to 0 or 1 (clamping the "
+                        "logits to ±100 caps it the same way). Pass the raw logits to "
+                        "F.binary_cross_entropy_with_logits (or use softplus)")
+                raise CheckFailure(f"at logits of ±200 your loss is {out.item():.4g}, expected "
                                    f"{expected.item():.4g}: clamping probabilities (e.g. to "
-                                   "[1e-7, 1 − 1e-7]) caps the loss; compute it from logits")
+                                   "[1e-7, 1 − 1e-7]) or log terms caps the loss; compute it from logits")
+            if not out.requires_grad:
+                raise CheckFailure("your loss carries no gradient at logits of ±200: compute it "
+                                   "from the logits with differentiable operations")
+            out.backward()
+            expected.backward()
+            for i, (a, r) in enumerate(zip(args, ref_args)):
+                if a.grad is None or not torch.allclose(a.grad, r.grad, rtol=1e-3, atol=1e-5):
+                    got = 0.0 if a.grad is None else a.grad.abs().max().item()
+                    raise CheckFailure(
+                        f"at logits of ±200 the gradient w.r.t. input {i + 1} is {got:.3g} at most, "
+                        f"the reference's is {r.grad.abs().max().item():.3g} (±1/N on the wrong side): "
+                        "your loss has the right value but no gradient where D is confidently wrong — "
+                        "the sign of a clamp (nn.BCELoss's −100, or clamped probabilities). Use "
+                        "softplus or F.binary_cross_entropy_with_logits")
 
     if nonsaturating:
         @spec.case("strong gradient when D rejects the fakes")
@@ -177,8 +221,10 @@ D_WRONG = [
     (lambda r, f: losses.d_loss(_sig(r), _sig(f)),
      "you applied a sigmoid and then a loss that applies its own: pass the raw logits"),
     (lambda r, f: 0.5 * losses.d_loss(r, f),
-     "your loss is half the reference: averaging real and fake together gives ½·(mean real + "
-     "mean fake); the loss is mean BCE on the reals plus mean BCE on the fakes"),
+     "your loss is half the reference: one mean over the concatenated real and fake logits gives "
+     "½·(mean real + mean fake) when the batches have equal sizes. Do not multiply by 2 (with "
+     "unequal batches that weights real : fake as N : M); take the mean BCE of the reals plus "
+     "the mean BCE of the fakes, two separate means"),
     (lambda r, f: F.softplus(-r).sum() + F.softplus(f).sum(),
      "you summed over the batch: use .mean()"),
     (lambda r, f: F.softplus(-r).mean(),
