@@ -28,6 +28,8 @@ from functools import lru_cache
 import torch
 from torch import nn
 
+from genlib.runtime import GenlibWarning
+
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 DIGITS_WEIGHTS = os.path.join(WEIGHTS_DIR, "digits_cnn.pt")
 FEATURE_DIM = 64
@@ -75,7 +77,7 @@ def _check_images(x: torch.Tensor, channels: int, what: str) -> torch.Tensor:
                          "map raw levels onto [-1, 1] first (digits(split, (-1, 1)))")
     if x.numel() > 64 * 8 and x.min() >= -0.05:
         warnings.warn(f"{what}: no pixel is below 0 — are these [0, 1] images? The classifier "
-                      "expects [-1, 1] (background −1); map them with 2·x − 1")
+                      "expects [-1, 1] (background −1); map them with 2·x − 1", GenlibWarning)
     return x.float()
 
 

@@ -24,6 +24,8 @@ import warnings
 import numpy as np
 import torch
 
+from genlib.runtime import GenlibWarning
+
 __all__ = [
     "psnr", "ssim", "gaussian_window",
     "frechet_distance", "fid_from_features", "kid_from_features", "inception_score",
@@ -47,7 +49,7 @@ def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Ten
     span = float(torch.maximum(x.max(), y.max()) - torch.minimum(x.min(), y.min()))
     if span > 1.5 * data_range:
         warnings.warn(f"psnr: pixel values span {span:.3g} but data_range={data_range}; "
-                      "pass the range of the pixel scale (2 for [-1, 1], 255 for bytes)")
+                      "pass the range of the pixel scale (2 for [-1, 1], 255 for bytes)", GenlibWarning)
     mse = (x.double() - y.double()).pow(2).flatten(1).mean(1)
     return (10 * torch.log10(data_range ** 2 / mse)).to(_float_dtype(x))
 

@@ -19,6 +19,11 @@ import torch
 BUDGETS = ("smoke", "default", "gpu")
 
 
+class GenlibWarning(UserWarning):
+    """genlib's own warnings (a wrong pixel range, a suspicious input). ``setup_notebook`` quiets
+    third-party UserWarnings but keeps these visible: they point at a learner's mistake."""
+
+
 def budget() -> str:
     """The active budget name, from ``GENLIB_BUDGET`` (default: ``default``)."""
     name = os.environ.get("GENLIB_BUDGET", "default").strip().lower() or "default"
@@ -90,10 +95,15 @@ def autocast(device: torch.device | str):
 
 
 def setup_notebook(seed: int = 0, threads: int | None = None) -> torch.device:
-    """What every chapter's first code cell calls: quiet warnings, seed, pick a device, report."""
+    """What every chapter's first code cell calls: quiet warnings, seed, pick a device, report.
+
+    Third-party UserWarnings, DeprecationWarnings and FutureWarnings are silenced; genlib's own
+    :class:`GenlibWarning` (e.g. psnr's "pixel values span … but data_range=…") stays visible.
+    """
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("default", category=GenlibWarning)  # inserted first, so it wins
     if threads:
         torch.set_num_threads(threads)
     seed_everything(seed)

@@ -73,8 +73,12 @@ def plot_history(history: dict, keys=None, ax=None, title: str | None = None,
 
 
 def plot_samples_2d(samples, data=None, centers=None, ax=None, title: str | None = None,
-                    lim: float | None = None):
-    """Generated 2-D ``samples`` (N, 2) as dots over the real ``data`` and mode ``centers``."""
+                    lim: float | None = None, label: str = "samples", legend: bool = True):
+    """Generated 2-D ``samples`` (N, 2) as dots over the real ``data`` and mode ``centers``.
+
+    ``label`` names the red points in the legend ("samples" by default; pass e.g. "data points"
+    when they are real data). The legend explains grey (data), black × (modes) and red.
+    """
     plt = _plt()
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 4))
@@ -86,13 +90,15 @@ def plot_samples_2d(samples, data=None, centers=None, ax=None, title: str | None
         ax.scatter(c[:, 0], c[:, 1], s=60, marker="x", c="black", label="modes")
     s = torch.as_tensor(samples).detach().cpu().numpy()
     size = 3 if len(s) > 200 else 25  # a few points must stay visible
-    ax.scatter(s[:, 0], s[:, 1], s=size, c="tab:red", alpha=0.6, label="samples")
+    ax.scatter(s[:, 0], s[:, 1], s=size, c="tab:red", alpha=0.6, label=label)
     if lim is not None:
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
+    if legend:
+        ax.legend(loc="upper right", fontsize="small", markerscale=2, framealpha=0.8)
     if title:
         ax.set_title(title)
     return ax

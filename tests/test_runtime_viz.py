@@ -58,6 +58,10 @@ def test_make_grid_layout_and_range():
 def test_plots_draw_labelled_axes():
     ax = viz.plot_samples_2d(torch.randn(50, 2), data=torch.randn(50, 2), centers=torch.zeros(1, 2))
     assert ax.get_xlabel() and len(ax.collections) == 3
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["data", "modes", "samples"], legend
+    ax = viz.plot_samples_2d(torch.randn(5, 2), centers=torch.zeros(1, 2), label="data points")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["modes", "data points"]
     ax = viz.plot_history({"d_loss": [1, 2, 3], "g_loss": [3, 2, 1]}, title="losses")
     assert len(ax.lines) == 2 and ax.get_title() == "losses"
     viz.show_images(torch.rand(4, 3, 8, 8), value_range=(0, 1), title="rgb")
@@ -75,3 +79,21 @@ def test_history_and_batches():
     assert seen.unique().numel() == 8
     with pytest.raises(ValueError, match="larger"):
         next(train.batches(x, 20))
+
+
+def test_setup_notebook_keeps_genlib_warnings_visible(capsys):
+    import warnings
+
+    from genlib import metrics
+
+    x = torch.zeros(2, 1, 4, 4)
+    y = torch.full((2, 1, 4, 4), 255.0)
+    with warnings.catch_warnings(record=True) as caught:
+        runtime.setup_notebook(seed=0)
+        warnings.warn("a third-party UserWarning", UserWarning)   # silenced
+        metrics.psnr(x, y, data_range=1.0)                        # a genlib guard: shown
+    capsys.readouterr()
+    kinds = [(w.category, str(w.message)) for w in caught]
+    assert not any("third-party" in m for _, m in kinds), kinds
+    assert any(c is runtime.GenlibWarning and "data_range=1.0" in m for c, m in kinds), kinds
+    assert issubclass(runtime.GenlibWarning, UserWarning)
