@@ -127,7 +127,7 @@ def fixed_bce_from_logits(logits, targets):
 
 def buggy_d_loss_logits(real_out, fake_out):
     """D ends in a plain Linear layer. real_out, fake_out: (N,). Scalar."""
-    # BUG: treats logits as probabilities — log of a negative number is NaN
+    # BUG: treats logits as probabilities (hand-written log: NaN for negative values)
     return -(torch.log(real_out) + torch.log(1 - fake_out)).mean()
 
 
@@ -290,12 +290,16 @@ BUGS = [
     Bug("vae_kl_missing", "the VAE loss", "VAE trained on reconstruction alone", ("S4.8", "S3.5"),
         buggy_vae_loss_no_kl, fixed_vae_loss,
         "Without KL(q(z|x) ‖ p(z)) the model is a plain autoencoder: its codes do not follow the "
-        "prior, so sampling z ~ N(0, I) decodes to garbage. Loss = reconstruction + KL."),
+        "prior, so sampling z ~ N(0, I) decodes to garbage. Loss = reconstruction + KL; this "
+        "exercise's convention: squared error with no ½, summed over pixels, plus the KL summed over "
+        "latent dims, then the mean over the batch."),
     Bug("vae_loss_scale", "the VAE loss, again", "mean-reduced reconstruction, summed KL", ("S0.5",),
         buggy_vae_loss_scale, fixed_vae_loss,
         "The reconstruction is averaged over N·D pixels while the KL is summed over N samples: "
         "the KL is weighted ~N·D times too much (posterior collapse). Reduce both the same way: "
-        "sum over pixels / latent dims per sample, then mean over the batch."),
+        "sum over pixels / latent dims per sample, then mean over the batch. This exercise's "
+        "convention: squared error with no ½, summed over pixels, plus the KL, mean over the batch "
+        "(½‖x − x̂‖² is the unit-variance Gaussian NLL, also valid, but not the convention here)."),
     Bug("conv_encoder", "a convolutional encoder", "flatten size computed for another image size", ("S0.5",),
         BuggyConvEncoder, FixedConvEncoder,
         "The Linear layer after Flatten was sized for 32×32 inputs; on 8×8 images the shapes do not "
@@ -306,8 +310,11 @@ BUGS = [
         "−100 and the gradient vanishes. Use binary_cross_entropy_with_logits on the logits."),
     Bug("logits_as_probs", "a discriminator loss", "logits fed to a probability loss", ("S4.7",),
         buggy_d_loss_logits, fixed_d_loss_logits,
-        "D ends in a linear layer, so it outputs logits in (−∞, ∞); log(logit) is NaN for negative "
-        "values. Use softplus / BCE-with-logits, which take logits."),
+        "D ends in a linear layer, so it outputs logits in (−∞, ∞), not probabilities. A probability "
+        "loss fails on them in a framework-specific way: a hand-written log gives NaN for negative "
+        "values, PyTorch's BCELoss raises, Keras clips to [ε, 1 − ε] and silently zeroes the gradient. "
+        "Compute the loss from logits (softplus or BCE-with-logits); a sigmoid before BCELoss is "
+        "exact on paper but saturates in float32, so the check asks for the from-logits form."),
     Bug("target_shape", "a loss with labels", "(N, 1) outputs against (N,) targets", ("S0.4",),
         buggy_d_loss_labels, fixed_d_loss_labels,
         "(N, 1) times (N,) broadcasts to (N, N): every output is scored against every label, so the "
