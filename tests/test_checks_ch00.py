@@ -23,6 +23,8 @@ GALLERY = [
     ("float64", lambda x: (2 * x - 1).double(), "keeps the dtype (float32 stays float32)", "float64"),
     ("numpy out", lambda x: (2 * x - 1).numpy(), "returns a tensor of the same shape", "torch.Tensor"),
     ("flattened", lambda x: (2 * x - 1).flatten(), "returns a tensor of the same shape", "shape"),
+    ("min-max rescale per batch", lambda x: 2 * (x - x.min()) / (x.max() - x.min()) - 1,
+     "a faint image keeps its values (the map does not depend on the data)", "own min and max"),
 ]
 
 

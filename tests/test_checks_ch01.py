@@ -48,6 +48,8 @@ FIT = [
     ("mean over dim 1", fit_mean_dim1, "mean is the average over samples", "dim 0"),
     ("returns cov only", lambda x: torch.cov(x.T), "returns (mean (D,), cov (D, D))", "pair"),
     ("casts to float32", lambda x: fit_gaussian(x.float()), "keeps the input's dtype", "float32"),
+    ("diagonal covariance only", lambda x: (x.mean(0), torch.diag(x.var(0, unbiased=False))),
+     "cov is the MLE (divide by N)", "diagonal"),
 ]
 
 
@@ -83,6 +85,18 @@ def lp_summed(x, m, c):
     return gaussian_log_prob(x, m, c).sum()
 
 
+def lp_chol_logdet_no_2(x, m, c):
+    L = torch.linalg.cholesky(c)
+    w = torch.linalg.solve_triangular(L, (x - m).T, upper=False).T
+    return -0.5 * (x.shape[1] * math.log(2 * math.pi) + torch.log(torch.diagonal(L)).sum() + w.pow(2).sum(-1))
+
+
+def lp_solve_with_LT(x, m, c):
+    L = torch.linalg.cholesky(c)
+    w = torch.linalg.solve_triangular(L.T, (x - m).T, upper=True).T
+    return -0.5 * (x.shape[1] * math.log(2 * math.pi) + 2 * torch.log(torch.diagonal(L)).sum() + w.pow(2).sum(-1))
+
+
 def lp_density(x, m, c):
     return gaussian_log_prob(x, m, c).exp()
 
@@ -94,6 +108,9 @@ LP = [
     ("cov not inverse", lp_cov_not_inverse, "scaled variance (log-determinant term)", "Σ⁻¹"),
     ("summed over batch", lp_summed, "shape (N,)", "shape"),
     ("density not log", lp_density, "standard normal in 1-D", "differs"),
+    ("Cholesky log det without the 2", lp_chol_logdet_no_2, "matches torch.distributions for a full covariance",
+     "factor 2"),
+    ("solve with L transposed", lp_solve_with_LT, "matches torch.distributions for a full covariance", "instead of L"),
 ]
 
 
@@ -119,6 +136,16 @@ def sg_no_generator(m, c, n, g=None):
     return m + torch.randn(n, len(m), dtype=m.dtype) @ torch.linalg.cholesky(c).T
 
 
+def sg_reseeds_global(m, c, n, g=None):
+    torch.manual_seed(0)
+    return m + torch.randn(n, len(m), dtype=m.dtype) @ torch.linalg.cholesky(c).T
+
+
+def sg_reseeds_own_generator(m, c, n, g=None):
+    own = torch.Generator().manual_seed(0)
+    return m + torch.randn(n, len(m), generator=own, dtype=m.dtype) @ torch.linalg.cholesky(c).T
+
+
 def sg_sqrt_elementwise(m, c, n, g=None):
     return m + torch.randn(n, len(m), generator=g, dtype=m.dtype) @ c.sqrt()
 
@@ -135,6 +162,9 @@ SG = [
      "NaN"),
     ("elementwise sqrt", sg_sqrt_elementwise, "sample mean and covariance match", "every entry"),
     ("generator ignored", sg_no_generator, "uses the generator (reproducible)", "generator"),
+    ("reseeds torch inside (H2)", sg_reseeds_global, "uses the generator (reproducible)", "reseeds internally"),
+    ("new seeded Generator inside (H2)", sg_reseeds_own_generator, "uses the generator (reproducible)",
+     "reseeds internally"),
     ("transposed", sg_transposed, "shape (n, D)", "shape"),
 ]
 

@@ -40,6 +40,8 @@ REP_GALLERY = [
      "sample mean is mu and std is exp(logvar/2)", "square root of σ"),
     ("forgot mu", lambda mu, lv: (0.5 * lv).exp() * torch.randn_like(mu),
      "sample mean is mu and std is exp(logvar/2)", "add mu"),
+    ("uniform noise", lambda mu, lv: mu + (0.5 * lv).exp() * torch.rand_like(mu),
+     "sample mean is mu and std is exp(logvar/2)", "uniform"),
     ("one eps per batch", lambda mu, lv: mu + (0.5 * lv).exp() * torch.randn(mu.shape[1]),
      "independent ε for every sample and dimension", "every row"),
     ("one eps per sample", lambda mu, lv: mu + (0.5 * lv).exp() * torch.randn(mu.shape[0], 1),
@@ -58,14 +60,24 @@ def test_reparameterize_gallery_rejected(rejects, label, fn, case, fragment):
     rejects(REP, fn, case, fragment)
 
 
+def test_s05_bug_is_diagnosed_as_missing_noise_everywhere():
+    """H3: mu + exp(logvar/2) must not be called a shared ε or a missing mu by the later cases."""
+    from genlib.exercises import run_check
+
+    report = run_check(REP, lambda mu, lv: mu + torch.exp(0.5 * lv))
+    assert report.failed_cases, report.text()
+    for case in report.failed_cases:
+        msg = report.message_for(case)
+        assert "no noise" in msg and "S0.5" in msg, (case, msg)
+        assert "add mu" not in msg and "shared" not in msg, (case, msg)
+
+
 # ----------------------------------------------------------------------------- gaussian_kl
 KL = "vae.gaussian_kl"
 
 
 def test_gaussian_kl_reference_accepted(accepts):
     accepts(KL, gaussian_kl)
-    accepts(KL, lambda mu, lv: kl_divergence(Normal(mu, (0.5 * lv).exp()),
-                                             Normal(torch.zeros_like(mu), torch.ones_like(mu))).sum(-1))
     accepts(KL, lambda mu, lv: -0.5 * torch.sum(1 + lv - mu**2 - lv.exp(), dim=1))  # the usual form
 
 
@@ -89,6 +101,15 @@ KL_GALLERY = [
      "−1"),
     ("via numpy", lambda mu, lv: torch.from_numpy(_ref_kl(mu, lv).sum(-1).detach().numpy()),
      "differentiable in mu and logvar", "no gradient"),
+    ("reversed KL(p||q)", lambda mu, lv: 0.5 * ((1 + mu**2) / lv.exp() - 1 + lv).sum(-1),
+     "matches torch.distributions", "reversed"),
+    ("log of sigma squared underflows (H4)",
+     lambda mu, lv: 0.5 * (mu**2 + (0.5 * lv).exp() ** 2 - 1 - torch.log((0.5 * lv).exp() ** 2)).sum(-1),
+     "never negative, finite for extreme log-variances", "underflows"),
+    ("torch.distributions KL, sigma underflows (H4)",
+     lambda mu, lv: kl_divergence(Normal(mu, (0.5 * lv).exp()),
+                                  Normal(torch.zeros_like(mu), torch.ones_like(mu))).sum(-1),
+     "never negative, finite for extreme log-variances", "kl_divergence"),
     ("sign error, seen on extremes", lambda mu, lv: 0.5 * (-mu**2 - lv.exp() + 1 + lv).sum(-1),
      "never negative, finite for extreme log-variances", "negative KL"),
 ]

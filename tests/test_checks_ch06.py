@@ -1,5 +1,7 @@
 """Gallery for chapter 06's checks: correct PSNR/SSIM/Fréchet implementations pass, the usual
 mistakes are each rejected in a named case with a message that names the mistake."""
+import math
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -118,8 +120,23 @@ def test_ssim_gallery_rejected(rejects, label, fn, case, fragment):
 
 
 # ----------------------------------------------------------------------------- Fréchet distance
+def _drop_roundoff(lam):
+    """Eigenvalues below d·ε·max are round-off of a zero eigenvalue: set them to 0."""
+    lam = np.asarray(lam)
+    return np.where(lam > len(lam) * np.finfo(float).eps * np.abs(lam).max(), lam, 0.0)
+
+
 def fd_eigh(mu1, s1, mu2, s2):
-    """A correct learner version: symmetric form with eigh, clamped."""
+    """A correct learner version: symmetric form with eigh, round-off eigenvalues set to 0."""
+    w, v = np.linalg.eigh(s1)
+    r = (v * np.sqrt(_drop_roundoff(w))) @ v.T
+    lam = np.linalg.eigvalsh(r @ s2 @ r)
+    return max(0.0, float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2)
+                          - 2 * np.sqrt(_drop_roundoff(lam)).sum()))
+
+
+def fd_eigh_clip_zero_only(mu1, s1, mu2, s2):
+    """The symmetric form with eigenvalues clamped only at 0: √(1e-16) round-off survives (negative FID)."""
     w, v = np.linalg.eigh(s1)
     r = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
     lam = np.linalg.eigvalsh(r @ s2 @ r)
@@ -128,12 +145,43 @@ def fd_eigh(mu1, s1, mu2, s2):
 
 
 def fd_torch(mu1, s1, mu2, s2):
-    """Also correct: torch float64."""
+    """Also correct: torch float64, with a rank tolerance and the result clipped at 0."""
     mu1, s1, mu2, s2 = (torch.as_tensor(a, dtype=torch.float64) for a in (mu1, s1, mu2, s2))
     w, v = torch.linalg.eigh(s1)
     r = (v * w.clamp(min=0).sqrt()) @ v.T
-    lam = torch.linalg.eigvalsh(r @ s2 @ r).clamp(min=0)
-    return ((mu1 - mu2) ** 2).sum() + s1.trace() + s2.trace() - 2 * lam.sqrt().sum()
+    lam = torch.linalg.eigvalsh(r @ s2 @ r)
+    lam = torch.where(lam > len(lam) * torch.finfo(lam.dtype).eps * lam.abs().max(), lam, torch.zeros_like(lam))
+    return (((mu1 - mu2) ** 2).sum() + s1.trace() + s2.trace() - 2 * lam.sqrt().sum()).clamp(min=0)
+
+
+def fd_sqrtm_float(mu1, s1, mu2, s2):
+    """The pytorch-fid pattern: sqrtm of the non-symmetric product, float() drops the imaginary part."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        covmean = scipy.linalg.sqrtm(s1 @ s2)
+        return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+
+
+def fd_sqrtm_real(mu1, s1, mu2, s2):
+    covmean = scipy.linalg.sqrtm(s1 @ s2)
+    covmean = covmean.real if np.iscomplexobj(covmean) else covmean
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+
+
+def fd_sqrtm_real_clipped(mu1, s1, mu2, s2):
+    """sqrtm + .real, clipped at 0: accurate to ~1e-8 (relative) on these inputs, so accepted."""
+    return max(0.0, fd_sqrtm_real(mu1, s1, mu2, s2))
+
+
+def fd_eigvals_product(mu1, s1, mu2, s2):
+    """torchmetrics' route: eigenvalues of the non-symmetric product, √, real part."""
+    lam = torch.linalg.eigvals(torch.as_tensor(s1 @ s2))
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * lam.sqrt().real.sum())
+
+
+def fd_sqrt_of_fid(mu1, s1, mu2, s2):
+    return math.sqrt(metrics.frechet_distance(mu1, s1, mu2, s2))
 
 
 def _parts(mu1, s1, mu2, s2):
@@ -219,6 +267,18 @@ FD_GALLERY = [
     # identical Gaussians: the unsquared-mean variant also gives 0 there and must not be named
     ("float32", fd_float32, "identical Gaussians are at distance 0", "float64"),
     ("modifies inputs", fd_inplace, "does not modify its inputs", "in place"),
+    # H1: the patterns the chapter warns against give a negative squared distance on singular Σ
+    ("sqrtm wrapped in float() (H1)", fd_sqrtm_float, "identical singular Gaussians are at distance 0, not below",
+     "sqrtm"),
+    ("sqrtm .real (H1)", fd_sqrtm_real, "identical singular Gaussians are at distance 0, not below", "< 0"),
+    ("eigenvalues clamped only at 0", fd_eigh_clip_zero_only,
+     "identical singular Gaussians are at distance 0, not below", "round-off"),
+    ("eigvals of the product", fd_eigvals_product,
+     "identical singular Gaussians are at distance 0, not below", "round-off"),
+    # √FID: on N(0,I) vs N(1,I) it equals the unsquared-mean mistake, so both are named there …
+    ("square root of FID, case 1", fd_sqrt_of_fid, "N(0, I) vs N(1, I) in d dimensions is d", "final square root"),
+    # … and on random covariances only the final square root is named
+    ("square root of FID, random", fd_sqrt_of_fid, "random full covariances", "drop the outer sqrt"),
 ]
 
 
@@ -226,6 +286,8 @@ def test_frechet_reference_and_learner_forms_accepted(accepts):
     accepts("metrics.frechet_distance", metrics.frechet_distance)
     accepts("metrics.frechet_distance", fd_eigh)
     accepts("metrics.frechet_distance", fd_torch)
+    # said plainly in chapter 06: sqrtm + .real is accurate when the result is clipped at 0
+    accepts("metrics.frechet_distance", fd_sqrtm_real_clipped)
 
 
 @pytest.mark.parametrize("label,fn,case,fragment", FD_GALLERY, ids=[g[0] for g in FD_GALLERY])

@@ -38,6 +38,20 @@ def _(fn):
     expect_close(fn(x.clone()), x * 2 - 1, "f(x)", "the map is 2·x − 1")
 
 
+@spec.case("a faint image keeps its values (the map does not depend on the data)")
+def _(fn):
+    # pixels only in [0.2, 0.6]: a fixed map gives [-0.6, 0.2]; min–max rescaling stretches to [-1, 1]
+    x = 0.2 + 0.4 * torch.rand(4, 1, 6, 6, generator=torch.Generator().manual_seed(2))
+    out = fn(x.clone())
+    expect_tensor(out, x.shape)
+    lo, hi = float(out.min()), float(out.max())
+    if abs(lo + 1) < 1e-4 and abs(hi - 1) < 1e-4:
+        raise CheckFailure("you rescaled by the data's own min and max: a faint image is stretched to "
+                           "the full [-1, 1], so its values change. The map is fixed: 2·x − 1, "
+                           "whatever the image contains")
+    expect_close(out, x * 2 - 1, "f(x)", "the map is 2·x − 1 for every image, faint or not")
+
+
 @spec.case("does not modify its input")
 def _(fn):
     x = torch.rand(2, 1, 4, 4)

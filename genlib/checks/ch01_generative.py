@@ -60,6 +60,9 @@ def _(fn):
     raw = x.T @ x / 10
     if torch.allclose(cov, raw, rtol=1e-6):
         raise CheckFailure("you forgot to subtract the mean before the outer product")
+    if torch.allclose(cov, torch.diag(torch.diagonal(ref)), rtol=1e-6):
+        raise CheckFailure("your covariance is diagonal (per-pixel variances only): the MLE keeps the "
+                           "off-diagonal covariances too, (x − μ)ᵀ(x − μ) / N")
     expect_close(cov, ref, "cov", "cov = (x − μ)ᵀ(x − μ) / N")
 
 
@@ -129,7 +132,20 @@ def _(fn):
     cov, mean = _spd(4, seed=5), torch.randn(4, dtype=torch.float64)
     x = _data(20, 4, seed=6)
     ref = torch.distributions.MultivariateNormal(mean, cov).log_prob(x)
-    expect_close(fn(x, mean, cov), ref, "log-density", "−½ [D log 2π + log det Σ + (x−μ)ᵀΣ⁻¹(x−μ)]",
+    out = fn(x, mean, cov)
+    expect_tensor(out, (20,), "log-density")
+    chol = torch.linalg.cholesky(cov)
+    half_logdet = torch.log(torch.diagonal(chol)).sum()
+    if torch.allclose(out, ref + 0.5 * half_logdet, rtol=1e-6, atol=1e-6):
+        raise CheckFailure("your log det Σ is half the right value: with Σ = L Lᵀ, log det Σ = "
+                           "2·Σ log Lⱼⱼ (the diagonal of L holds square roots) — the factor 2 is missing")
+    white_t = torch.linalg.solve_triangular(chol.T, (x - mean).T, upper=True).T
+    wrong = ref + 0.5 * (torch.linalg.solve_triangular(chol, (x - mean).T, upper=False).T.pow(2).sum(-1)
+                         - white_t.pow(2).sum(-1))
+    if torch.allclose(out, wrong, rtol=1e-6, atol=1e-6):
+        raise CheckFailure("the quadratic form solves with Lᵀ instead of L: (x−μ)ᵀΣ⁻¹(x−μ) = ‖L⁻¹(x−μ)‖² "
+                           "with the lower-triangular L (solve_triangular(L, (x−μ)ᵀ, upper=False))")
+    expect_close(out, ref, "log-density", "−½ [D log 2π + log det Σ + (x−μ)ᵀΣ⁻¹(x−μ)]",
                  rtol=1e-6, atol=1e-6)
 
 
@@ -156,6 +172,11 @@ def _(fn):
     if not torch.equal(a, b):
         raise CheckFailure("two calls with generators seeded alike gave different samples: pass "
                            "generator=generator to torch.randn")
+    c = fn(mean, cov, 4, torch.Generator().manual_seed(8))
+    if torch.equal(a, c):
+        raise CheckFailure("generators seeded 7 and 8 gave the same samples: your function reseeds "
+                           "internally (torch.manual_seed or a new Generator inside), so the caller's "
+                           "generator is ignored. Draw ε with torch.randn(..., generator=generator)")
 
 
 @sg.case("sample mean and covariance match")

@@ -17,6 +17,16 @@ def _close(a: torch.Tensor, b: torch.Tensor, rtol: float = 1e-3, atol: float = 1
     return a.shape == b.shape and bool(torch.isfinite(a).all()) and torch.allclose(a, b, rtol=rtol, atol=atol)
 
 
+_NO_EPS = ("no noise: you returned mu + σ without multiplying σ by ε ~ N(0, I) (the S0.5 bug). "
+           "Use z = mu + exp(0.5·logvar) * torch.randn_like(mu)")
+
+
+def _no_noise(z, mu, logvar):
+    """The S0.5 bug, z = mu + σ with no ε: later cases defer to the "no noise" diagnosis."""
+    return torch.is_tensor(z) and z.shape == mu.shape and torch.allclose(z, mu + torch.exp(0.5 * logvar),
+                                                                        rtol=1e-4, atol=1e-5)
+
+
 # ============================================================================ reparameterize
 rep = register("vae.reparameterize", reparameterize,
                "z = mu + exp(logvar/2)·ε, ε ~ N(0, I): a differentiable sample of q(z|x)")
@@ -37,9 +47,8 @@ def _(fn):
     expect_tensor(z1, mu.shape, "z")
     if torch.allclose(z1, mu):
         raise CheckFailure("z equals mu: nothing was sampled. Add the noise term exp(logvar/2)·ε")
-    if torch.allclose(z1, mu + 1.0):
-        raise CheckFailure("no noise: you returned mu + σ without multiplying σ by ε ~ N(0, I) "
-                           "(the S0.5 bug). Use z = mu + exp(0.5·logvar) * torch.randn_like(mu)")
+    if _no_noise(z1, mu, logvar):
+        raise CheckFailure(_NO_EPS)
     if z1.std() < 1e-3:
         raise CheckFailure("z does not vary: every entry is the same number. Draw ε with "
                            "torch.randn_like(mu)")
@@ -53,6 +62,8 @@ def _(fn):
     torch.manual_seed(1)
     z = fn(torch.zeros(400, 5), torch.zeros(400, 5))
     expect_tensor(z, (400, 5), "z")
+    if _no_noise(z, torch.zeros(400, 5), torch.zeros(400, 5)):
+        raise CheckFailure(_NO_EPS)
     if torch.allclose(z, z[:1].expand_as(z)):
         raise CheckFailure("every row of z is the same: one ε was shared by the whole batch "
                            "(torch.randn(D) broadcast). Draw ε with the shape of mu: torch.randn_like(mu)")
@@ -77,8 +88,14 @@ def _(fn):
     if not torch.isfinite(z).all():
         raise CheckFailure("z contains NaN for logvar = -1: did you take sqrt(logvar)? logvar = "
                            "log σ² is any real number; σ = exp(logvar / 2)")
+    if _no_noise(z, mu, logvar):
+        raise CheckFailure(_NO_EPS)
     m, s = z.mean(0), z.std(0)
     want_s = torch.exp(0.5 * logvar[0])
+    # uniform noise (torch.rand_like): mean mu + σ/2, std σ/√12
+    if torch.allclose(m, mu[0] + 0.5 * want_s, atol=0.05) and torch.allclose(s, want_s / math.sqrt(12), rtol=0.05):
+        raise CheckFailure("ε is uniform on [0, 1) (torch.rand_like): z is shifted by σ/2 and too narrow "
+                           "(std σ/√12). ε must be standard normal: torch.randn_like(mu)")
     if ((m - mu[0]).abs() > 5 * s / math.sqrt(n) + 0.02).any():  # 5 standard errors
         raise CheckFailure(f"the sample mean is {[round(v, 2) for v in m.tolist()]}, expected "
                            f"mu = [1.0, -2.0, 0.5]: add mu to the scaled noise")
@@ -177,6 +194,11 @@ def _(fn):
     sigma_as_var = 0.5 * (mu.pow(2) + (0.5 * logvar).exp() - 1 - 0.5 * logvar).sum(-1)
     if _close(out, sigma_as_var):
         raise CheckFailure("you used σ where the formula needs σ² = e^logvar")
+    var = logvar.exp()
+    reversed_kl = 0.5 * ((1 + mu.pow(2)) / var - 1 + logvar).sum(-1)
+    if _close(out, reversed_kl):
+        raise CheckFailure("you computed the reversed KL(p ‖ q) = ½Σ((1 + mu²)/σ² − 1 + logvar). The VAE's "
+                           "term is KL(q ‖ p) from the encoder's q to the prior: ½Σ(mu² + σ² − 1 − logvar)")
     expect_close(out, ref, "your KL", "closed form: ½ Σ_j (mu_j² + e^{logvar_j} − 1 − logvar_j)",
                  rtol=1e-3, atol=1e-4)
 
@@ -199,13 +221,16 @@ def _(fn):
 
 @kl.case("never negative, finite for extreme log-variances")
 def _(fn):
+    # float32: e^-120 ≈ 8e-53 is below the smallest float32 (1.4e-45), so σ² = e^logvar is 0 there
     mu = torch.randn(32, 4, generator=_gen(5)) * 3
-    logvar = torch.linspace(-60, 10, 128).view(32, 4)
+    logvar = torch.linspace(-120, 10, 128).view(32, 4)
     out = fn(mu, logvar)
     expect_tensor(out, (32,), "the KL")
     if not torch.isfinite(out).all():
-        raise CheckFailure("NaN or inf for logvar in [-60, 10]: compute from logvar directly "
-                           "(e^logvar and logvar), not from a σ that underflows")
+        raise CheckFailure("NaN or inf for logvar in [-120, 10]: below logvar ≈ −104, σ² underflows to 0 "
+                           "in float32, so anything that takes the log of σ² — log(σ**2) by hand, or "
+                           "torch.distributions.kl_divergence on Normal(mu, σ) — gives inf. Use logvar "
+                           "itself where the formula has log σ²: ½Σ(mu² + e^logvar − 1 − logvar)")
     if (out < -1e-4).any():
         raise CheckFailure(f"negative KL ({out.min().item():.3g}): a KL divergence is ≥ 0 — check the signs")
 

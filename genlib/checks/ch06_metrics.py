@@ -239,7 +239,10 @@ def _fid_variants(mu1, s1, mu2, s2):
     base = np.trace(s1) + np.trace(s2)
     sq = ((mu1 - mu2) ** 2).sum()
     tr_sqrt = metrics.trace_sqrt_product(s1, s2)
+    fd = metrics.frechet_distance(mu1, s1, mu2, s2)
     return [
+        (math.sqrt(fd) if fd > 1e-3 else float("nan"), "you returned the Fréchet distance itself (a final square root): FID is "
+         "the *squared* distance ‖μ1 − μ2‖² + tr Σ1 + tr Σ2 − 2·tr √(Σ1^½ Σ2 Σ1^½); drop the outer sqrt"),
         (sq + base, "you forgot the cross term: subtract 2·tr √(Σ1^½ Σ2 Σ1^½)"),
         (sq + base - tr_sqrt, "the cross term has a factor 2: − 2·tr √(Σ1^½ Σ2 Σ1^½)"),
         (sq + base - 2 * np.trace(s1 @ s2), "the cross term needs a matrix square root: "
@@ -272,6 +275,12 @@ def _fid_case(fn, mu1, s1, mu2, s2, what):
 @spec.case("N(0, I) vs N(1, I) in d dimensions is d")
 def _(fn):
     d = 5
+    out = _as_real(fn(np.zeros(d), np.eye(d), np.ones(d), np.eye(d)), "frechet_distance(N(0,I), N(1,I))")
+    if abs(out - math.sqrt(d)) < 1e-6:
+        # here √FID and an unsquared mean term give the same number: name both
+        raise CheckFailure(f"got √{d} = {out:.4f} instead of {d}: either the result went through a final "
+                           "square root (FID is the *squared* distance) or the mean term is ‖μ1 − μ2‖ "
+                           "instead of ‖μ1 − μ2‖²")
     _fid_case(fn, np.zeros(d), np.eye(d), np.ones(d), np.eye(d), "frechet_distance(N(0,I), N(1,I))")
 
 
@@ -297,6 +306,26 @@ def _(fn):
                                "eigenvalues are 0 up to round-off (even −1e-17); clamp them at 0 "
                                "before the square root") from None
         raise
+
+
+@spec.case("identical singular Gaussians are at distance 0, not below")
+def _(fn):
+    # 10 samples in 64 dimensions: Σ has rank 9, and 55 eigenvalues are 0 up to round-off (±1e-16).
+    # Each √(1e-16) ≈ 1e-8 that survives into the cross term makes the result negative (≈ −1e-6 to
+    # −1e-5): sqrtm(Σ1·Σ2).real, and the eigenvalue route clamped only at 0, both land here.
+    mu, s, _, _ = _gaussians(64, 10, 10, 0)
+    out = _as_real(fn(mu.copy(), s.copy(), mu.copy(), s.copy()), "frechet_distance(g, g), rank 9 in 64-d")
+    if not math.isfinite(out):
+        raise CheckFailure(f"frechet_distance(g, g) is {out} for a singular Σ: clamp round-off "
+                           "eigenvalues (even −1e-17) at 0 before the square root")
+    if out < -1e-9:
+        raise CheckFailure(f"a squared distance of {out:.3g} < 0 for two identical Gaussians with singular Σ "
+                           "(n < d): round-off eigenvalues of size ~1e-16 in the null space each add √1e-16 "
+                           "≈ 1e-8 to the cross term (sqrtm(Σ1·Σ2) or clamping only at 0 keeps them). "
+                           "Set eigenvalues below d·ε·λ_max to 0 (ε = np.finfo(float).eps) before the "
+                           "square root, and clip the result at 0")
+    if abs(out) > 1e-8:
+        raise CheckFailure(f"frechet_distance(g, g) = {out:.3g}, expected 0 for identical Gaussians")
 
 
 @spec.case("does not modify its inputs")
