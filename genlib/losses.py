@@ -117,7 +117,8 @@ def negative_elbo(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logva
 
     −ELBO = −E_q[log p(x|z)] + β·KL(q(z|x) ‖ p(z)), with the expectation estimated by the one z
     that produced ``logits``. ``logits, x: (N, C, H, W)``; ``mu, logvar: (N, D)``. β = 1 is the
-    true bound on −log p(x); other β give the β-VAE objective (no longer a bound).
+    true bound on −log p(x). β > 1 still bounds it, more loosely (the objective is the −ELBO plus
+    (β − 1)·KL ≥ 0); β < 1 is no bound at all. Report the β = 1 value (or IWAE) whatever β trained.
     """
     return bernoulli_nll(logits, x) + beta * gaussian_kl(mu, logvar)
 
@@ -125,8 +126,9 @@ def negative_elbo(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logva
 def gaussian_nll(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """−log N(x; mean, e^logvar) summed per image: ``(N, ...) → (N,)`` nats (a density, for continuous x).
 
-    With a fixed variance σ² this is (x − mean)²/(2σ²) + const: MSE is the case σ² = ½, and the
-    choice of σ silently sets how much the KL weighs against the reconstruction.
+    With a fixed variance σ² this is Σ(x − mean)²/(2σ²) + const: the *summed* squared error is the
+    case σ² = ½, a per-pixel mean (``F.mse_loss``'s default) over D pixels is σ² = D/2, and the
+    choice of σ silently sets how much the KL weighs against the reconstruction (β = 2σ²).
     """
     logvar = torch.as_tensor(logvar, dtype=x.dtype, device=x.device).expand_as(x)
     nll = 0.5 * (math.log(2 * math.pi) + logvar + (x - mean).pow(2) / logvar.exp())
