@@ -1,0 +1,880 @@
+"""Checks for chapter 07 (diffusion and flow matching).
+
+Diffusion: the cumulative schedule ᾱ, the closed-form forward process q(x_t | x_0), the simple
+ε-loss, a DDIM step, classifier-free guidance. Flow matching: the linear path, its velocity target,
+the training loss and the Euler sampler.
+
+Every check compares against formulas written out here (not against genlib's own functions), and
+when the learner's numbers equal a known wrong formula it names that mistake.
+"""
+import math
+
+import torch
+from torch import nn
+
+from genlib.diffusion import Schedule, ddim_step, diffusion_loss, guided, q_sample
+from genlib.exercises import CheckFailure, expect_tensor, register
+from genlib.flow import euler_sample, flow_matching_loss, interpolate, velocity_target
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _close(a, b, tol: float = 1e-4) -> bool:
+    return (torch.is_tensor(a) and a.shape == b.shape and bool(torch.isfinite(a).all())
+            and torch.allclose(a.double(), b.double(), rtol=tol, atol=tol))
+
+
+def _col(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(N,) → (N, 1, ..., 1) so that it multiplies one number per sample of ``like``."""
+    return v.view(-1, *([1] * (like.dim() - 1)))
+
+
+def _untouched(fn, args, what):
+    """Call fn on clones and fail when it wrote into any of its tensor arguments."""
+    before = [a.clone() if torch.is_tensor(a) else a for a in args]
+    out = fn(*args)
+    for name, a, b in zip(what, args, before):
+        if torch.is_tensor(a) and not torch.equal(a, b):
+            raise CheckFailure(f"your function changed its input {name} in place (an in-place op such "
+                               f"as +=, .mul_() or .add_() on it): the caller still needs {name}. "
+                               "Compute a new tensor instead (x = x + ..., not x += ...)")
+    return out
+
+
+def _broadcast_hint(what: str) -> str:
+    return (f"{what} has one number per sample, shape (N,): reshape it to (N, 1, ..., 1) before "
+            f"multiplying, e.g. {what}.view(-1, *[1] * (x.dim() - 1)), so it works for (N, D) points "
+            "and (N, C, H, W) images alike")
+
+
+def _call_broadcast(fn, args, what):
+    try:
+        return fn(*args)
+    except RuntimeError as e:
+        if "size of tensor" in str(e) or "must match" in str(e) or "shape" in str(e):
+            raise CheckFailure(f"shapes do not broadcast ({e}). {_broadcast_hint(what)}")
+        raise
+
+
+# ============================================================================ alpha_bar
+def alpha_bar_from_betas(betas: torch.Tensor) -> torch.Tensor:
+    """ᾱ_t = Π_{s ≤ t} (1 − β_s): betas (T,) → (T,), index t = 0 is the first (least noisy) step."""
+    return torch.cumprod(1 - betas, dim=0)
+
+
+ab_spec = register("diffusion.alpha_bar", alpha_bar_from_betas,
+                   "ᾱ_t = Π_{s≤t} (1 − β_s) from the betas (T,) → (T,)")
+
+
+def _betas(T=50):
+    return torch.linspace(1e-3, 0.2, T)
+
+
+@ab_spec.case("one ᾱ per step, decreasing from just below 1")
+def _(fn):
+    betas = _betas()
+    out = fn(betas.clone())
+    expect_tensor(out, (50,), "ᾱ")
+    if not torch.isfinite(out).all():
+        raise CheckFailure("ᾱ contains NaN or inf")
+    if (out[1:] > out[:-1] + 1e-7).any():
+        raise CheckFailure("ᾱ must decrease with t (more noise at every step): did you take a cumulative "
+                           "product of the betas instead of the alphas 1 − β?")
+    if out[0] >= 1 - 1e-7:
+        raise CheckFailure("ᾱ_0 = 1: your schedule is shifted by one step (an exclusive product that "
+                           "starts at 1). ᾱ_0 = 1 − β_0 already includes the first step's noise")
+
+
+@ab_spec.case("equals the cumulative product of 1 − β")
+def _(fn):
+    betas = _betas()
+    out = fn(betas.clone())
+    want = torch.cumprod(1 - betas, 0)
+    expect_tensor(out, want.shape, "ᾱ")
+    if _close(out, want, 1e-5):
+        return
+    alphas = 1 - betas
+    if _close(out, alphas):
+        raise CheckFailure("you returned α_t = 1 − β_t, one step's signal share; ᾱ_t is their product "
+                           "over every step up to t (torch.cumprod(1 - betas, 0)): ᾱ vs α confused")
+    if _close(out, torch.cumprod(betas, 0)):
+        raise CheckFailure("you multiplied the betas: ᾱ is the product of the alphas 1 − β_s")
+    if _close(out, torch.cat([torch.ones(1), want[:-1]])):
+        raise CheckFailure("your ᾱ is shifted by one step (index t holds ᾱ_{t−1}): the schedule is "
+                           "indexed off by one. Use torch.cumprod(1 - betas, 0), no leading 1")
+    if _close(out, want.sqrt()):
+        raise CheckFailure("you returned √ᾱ (the signal's standard deviation): ᾱ itself is the "
+                           "variance-like product Π(1 − β_s); take the square root in q_sample")
+    if _close(out, 1 - torch.cumsum(betas, 0)):
+        raise CheckFailure("1 − Σβ is only the first-order approximation of Π(1 − β) (and turns "
+                           "negative for long schedules): use torch.cumprod(1 - betas, 0)")
+    raise CheckFailure("ᾱ differs from Π_{s≤t} (1 − β_s); use torch.cumprod(1 - betas, 0)")
+
+
+@ab_spec.case("leaves the betas unchanged")
+def _(fn):
+    _untouched(fn, (_betas(),), ("betas",))
+
+
+# ============================================================================ q_sample
+qs = register("diffusion.q_sample", q_sample,
+              "x_t = √ᾱ·x0 + √(1 − ᾱ)·noise with ᾱ: (N,) broadcast over the other dimensions")
+
+
+def _q_inputs(shape, seed):
+    g = _gen(seed)
+    x0 = torch.randn(*shape, generator=g)
+    ab = torch.rand(shape[0], generator=g) * 0.9 + 0.05
+    noise = torch.randn(*shape, generator=g)
+    return x0, ab, noise
+
+
+def _q_ref(x0, ab, noise):
+    return _col(ab, x0).sqrt() * x0 + (1 - _col(ab, x0)).sqrt() * noise
+
+
+@qs.case("ᾱ broadcast over points (N, 2) and images (N, C, H, W)")
+def _(fn):
+    for shape in [(6, 2), (5, 1, 8, 8), (8, 3, 4, 8)]:   # the last one has N = W = 8
+        x0, ab, noise = _q_inputs(shape, 0)
+        out = _call_broadcast(fn, (x0, ab, noise), "alpha_bar")
+        expect_tensor(out, shape, "x_t")
+        if not _close(out, _q_ref(x0, ab, noise)):
+            wrong = ab.sqrt() * x0 + (1 - ab).sqrt() * noise  # broadcast along the last axis
+            if _close(out, wrong):
+                raise CheckFailure(f"for inputs {shape} ᾱ was multiplied along the last axis (it happens "
+                                   "to have the batch size), not per sample. " + _broadcast_hint("alpha_bar"))
+            if len(shape) == 2:
+                return  # the formula itself is diagnosed by the next case
+            raise CheckFailure(f"right for points but wrong for inputs of shape {shape}: "
+                               + _broadcast_hint("alpha_bar"))
+
+
+@qs.case("√ᾱ·x0 + √(1 − ᾱ)·noise")
+def _(fn):
+    x0, ab, noise = _q_inputs((64, 3), 1)
+    out = fn(x0, ab, noise)
+    expect_tensor(out, x0.shape, "x_t")
+    a = ab[:, None]
+    if _close(out, _q_ref(x0, ab, noise)):
+        return
+    if _close(out, a * x0 + (1 - a) * noise):
+        raise CheckFailure("you scaled x0 by ᾱ and the noise by 1 − ᾱ: those are variances (σ²). "
+                           "Scale by their square roots (standard deviations): √ᾱ and √(1 − ᾱ)")
+    if _close(out, a.sqrt() * x0 + (1 - a) * noise):
+        raise CheckFailure("the noise is scaled by 1 − ᾱ, its variance: the standard deviation √(1 − ᾱ) "
+                           "belongs there (σ used where σ² belongs, or the other way round)")
+    if _close(out, a * x0 + (1 - a).sqrt() * noise):
+        raise CheckFailure("x0 is scaled by ᾱ: the signal's coefficient is √ᾱ (so that the variance "
+                           "ᾱ + (1 − ᾱ) = 1 is preserved)")
+    if _close(out, (1 - a).sqrt() * x0 + a.sqrt() * noise):
+        raise CheckFailure("signal and noise coefficients are swapped: x0 gets √ᾱ (ᾱ near 1 means "
+                           "little noise), the noise gets √(1 − ᾱ)")
+    if _close(out, a.sqrt() * x0 + (1 - a.sqrt()) * noise):
+        raise CheckFailure("the noise coefficient is 1 − √ᾱ: it must be √(1 − ᾱ) so that the two "
+                           "variances add up to 1")
+    if _close(out, a.sqrt() * x0):
+        raise CheckFailure("no noise was added: x_t = √ᾱ·x0 + √(1 − ᾱ)·noise")
+    resid = (out - a.sqrt() * x0) / (1 - a).sqrt()
+    if _close(resid.std(), torch.tensor(1.0), 0.25) and not _close(resid, noise, 1e-3):
+        raise CheckFailure("you drew your own noise instead of using the `noise` argument: the training "
+                           "loss compares the network's prediction with exactly that noise")
+    raise CheckFailure("x_t differs from √ᾱ·x0 + √(1 − ᾱ)·noise")
+
+
+@qs.case("ᾱ = 1 gives x0, ᾱ = 0 gives the noise")
+def _(fn):
+    x0, _, noise = _q_inputs((4, 1, 8, 8), 2)
+    ab = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    out = fn(x0, ab, noise)
+    expect_tensor(out, x0.shape, "x_t")
+    want = torch.stack([x0[0], noise[1], x0[2], noise[3]])
+    if not _close(out, want):
+        raise CheckFailure("at ᾱ = 1 x_t must be x0 exactly and at ᾱ = 0 pure noise; check the "
+                           "coefficients (and that nothing like an eps inside the sqrt is added)")
+
+
+@qs.case("leaves its inputs unchanged")
+def _(fn):
+    _untouched(fn, _q_inputs((4, 1, 8, 8), 3), ("x0", "alpha_bar", "noise"))
+
+
+# ============================================================================ simple ε-loss
+dl = register("diffusion.loss", diffusion_loss,
+              "the simple loss: t ~ U{0..T−1} per sample, fresh noise, mean ‖ε − ε_θ(x_t, t)‖²")
+
+
+class _EpsProbe(nn.Module):
+    """An 'ε-model' that knows x0 and returns the noise a given forward process must have used.
+
+    mode "ab": the correct process (√ᾱ_t, √(1 − ᾱ_t)); "ab+1" / "ab-1": ᾱ indexed off by one;
+    "alpha": α_t used for ᾱ_t; "var": ᾱ and 1 − ᾱ as coefficients; "x0": returns x0.
+    The output times ``scale`` (a parameter, 1) plus ``offset``: with the right process the loss is
+    offset² exactly.
+    """
+
+    def __init__(self, x0, schedule, mode="ab", offset=0.0):
+        super().__init__()
+        self.x0, self.s, self.mode, self.offset = x0, schedule, mode, offset
+        self.scale = nn.Parameter(torch.ones(()))
+        self.seen = []
+
+    def forward(self, x_t, t, y=None):
+        self.seen.append((x_t.detach().clone(), t.detach().clone() if torch.is_tensor(t) else t))
+        t = torch.as_tensor(t).long().reshape(-1).expand(x_t.shape[0])
+        T = self.s.T
+        if self.mode == "x0":
+            out = self.x0
+        else:
+            if self.mode == "alpha":
+                a = self.s.alphas[t]
+            else:
+                shift = {"ab": 0, "ab+1": 1, "ab-1": -1, "var": 0}[self.mode]
+                a = self.s.alpha_bar[(t + shift).clamp(0, T - 1)]
+            a = _col(a, x_t)
+            if self.mode == "var":
+                out = (x_t - a * self.x0) / (1 - a)
+            else:
+                out = (x_t - a.sqrt() * self.x0) / (1 - a).sqrt()
+        return self.scale * out + self.offset
+
+
+def _loss_inputs(seed=0, shape=(256, 2)):
+    g = _gen(seed)
+    return torch.randn(*shape, generator=g), Schedule.linear(20, beta_start=0.05, beta_end=0.5)
+
+
+def _scalar(out, what="your loss"):
+    expect_tensor(out, what=what)
+    if out.dim() != 0:
+        raise CheckFailure(f"{what} has shape {tuple(out.shape)}: return one number, the mean over "
+                           "the batch and every dimension")
+    return out
+
+
+@dl.case("x_t built with ᾱ at the sampled t, target the noise")
+def _(fn):
+    torch.manual_seed(0)
+    x0, sch = _loss_inputs()
+    out = _scalar(fn(_EpsProbe(x0, sch, "ab"), x0, sch))
+    if out.item() < 1e-6:
+        return
+    for mode, msg in [
+        ("ab+1", "x_t was noised with ᾱ_{t+1} but the model is told t: the schedule is indexed off by "
+                 "one. Use schedule.alpha_bar[t] with the same t you pass to the model"),
+        ("ab-1", "x_t was noised with ᾱ_{t−1} but the model is told t: the schedule is indexed off by "
+                 "one. Use schedule.alpha_bar[t] with the same t you pass to the model"),
+        ("alpha", "x_t was noised with α_t = 1 − β_t (one step) instead of ᾱ_t (the product over all "
+                  "steps up to t): ᾱ vs α confused. q(x_t | x0) uses schedule.alpha_bar[t]"),
+        ("var", "x_t = ᾱ·x0 + (1 − ᾱ)·noise uses variances as coefficients: σ² where σ belongs. Use "
+                "√ᾱ and √(1 − ᾱ) (q_sample)"),
+        ("x0", "your loss regresses the model's output on x0: in the ε-parameterisation the target "
+               "is the noise that was added"),
+    ]:
+        torch.manual_seed(0)
+        if _scalar(fn(_EpsProbe(x0, sch, mode), x0, sch)).item() < 1e-6:
+            raise CheckFailure(msg)
+    raise CheckFailure("the model's input is not √ᾱ_t·x0 + √(1 − ᾱ_t)·ε for the t it receives, or the "
+                       "target is not that ε. Draw t (N,) and ε, build x_t with q_sample(x0, "
+                       "schedule.alpha_bar[t], ε), return mean((model(x_t, t) − ε)²)")
+
+
+@dl.case("one t and one noise draw per sample")
+def _(fn):
+    torch.manual_seed(1)
+    x0, sch = _loss_inputs(1)
+    probe = _EpsProbe(x0, sch)
+    ts, epss = [], []
+    for _ in range(3):
+        fn(probe, x0, sch)
+    for x_t, t in probe.seen:
+        t = torch.as_tensor(t).long().reshape(-1)
+        if t.numel() != x0.shape[0]:
+            raise CheckFailure(f"the model got t of shape {tuple(t.shape)}: draw one time step per "
+                               "sample, t of shape (N,), e.g. torch.randint(0, T, (N,))")
+        ts.append(t)
+        a = _col(sch.alpha_bar[t], x_t)
+        epss.append((x_t - a.sqrt() * x0) / (1 - a).sqrt())
+    t = torch.cat(ts)
+    if t.min() < 0 or t.max() > sch.T - 1:
+        raise CheckFailure(f"t ranged over [{t.min().item()}, {t.max().item()}]: draw t from 0 … T − 1")
+    if all(bool((tt == tt[0]).all()) for tt in ts):
+        raise CheckFailure("every sample of a batch gets the same t: draw one t per sample")
+    if t.unique().numel() < sch.T - 2:
+        raise CheckFailure(f"only {t.unique().numel()} of the {sch.T} time steps were drawn in 768 "
+                           "samples: draw t uniformly from all of 0 … T − 1 (torch.randint(0, T, (N,)))")
+    eps = epss[0]
+    if torch.allclose(eps, eps[:1].expand_as(eps), atol=1e-4):
+        raise CheckFailure("every sample got the same noise: the noise is shared across the batch. "
+                           "Draw it with the shape of x0: torch.randn_like(x0)")
+    if torch.allclose(epss[0], epss[1], atol=1e-4):
+        raise CheckFailure("two calls used the same noise: draw fresh noise every call")
+    if abs(eps.std().item() - 1) > 0.15:
+        raise CheckFailure(f"the noise has std {eps.std().item():.2f}: draw it from N(0, I) (torch.randn_like)")
+
+
+@dl.case("a mean over the batch and every dimension")
+def _(fn):
+    torch.manual_seed(2)
+    x0, sch = _loss_inputs(2, (32, 1, 4, 4))
+    out = _scalar(fn(_EpsProbe(x0, sch, offset=0.5), x0, sch))
+    if _close(out, torch.tensor(0.25)):
+        return
+    if _close(out, torch.tensor(0.25 * 16)):
+        raise CheckFailure("you summed the squared error over pixels and averaged over the batch: "
+                           "the simple loss is a mean over every element (F.mse_loss)")
+    if _close(out, torch.tensor(0.25 * 32 * 16)) or _close(out, torch.tensor(0.25 * 32)):
+        raise CheckFailure("you summed the squared errors: take the mean (F.mse_loss), so the learning "
+                           "rate does not depend on the batch size")
+    if _close(out, torch.tensor(0.5)):
+        raise CheckFailure("you returned the mean absolute (or root-mean-squared) error: the simple "
+                           "loss is the mean *squared* error")
+    raise CheckFailure(f"with a prediction off by 0.5 everywhere the loss must be 0.25, got {out.item():.4g}")
+
+
+@dl.case("gradient reaches the model")
+def _(fn):
+    torch.manual_seed(3)
+    x0, sch = _loss_inputs(3)
+    probe = _EpsProbe(x0, sch, offset=0.5)
+    out = _scalar(fn(probe, x0, sch))
+    if not out.requires_grad:
+        raise CheckFailure("the loss carries no gradient: the model's output was detached (.detach(), "
+                           ".item(), torch.no_grad or numpy) — training would not move it")
+    out.backward()
+    if probe.scale.grad is None or probe.scale.grad.abs() < 1e-6:
+        raise CheckFailure("no gradient reaches the model's parameters")
+
+
+@dl.case("leaves x0 unchanged")
+def _(fn):
+    x0, sch = _loss_inputs(4)
+    keep = x0.clone()
+    fn(_EpsProbe(x0.clone(), sch), x0, sch)
+    if not torch.equal(keep, x0):
+        raise CheckFailure("your loss changed x0 in place: build x_t as a new tensor")
+
+
+# ============================================================================ DDIM step
+dd = register("diffusion.ddim_step", ddim_step,
+              "deterministic DDIM (η = 0): x̂0 from ε, then x_prev = √ᾱ_prev·x̂0 + √(1 − ᾱ_prev)·ε")
+
+
+def _ddim_inputs(shape, seed):
+    g = _gen(seed)
+    x_t = torch.randn(*shape, generator=g)
+    eps = torch.randn(*shape, generator=g)
+    ab_t = torch.rand(shape[0], generator=g) * 0.5 + 0.05
+    ab_prev = (ab_t + torch.rand(shape[0], generator=g) * 0.4).clamp(max=0.99)
+    return x_t, eps, ab_t, ab_prev
+
+
+def _ddim_ref(x_t, eps, ab_t, ab_prev):
+    a, p = _col(ab_t, x_t), _col(ab_prev, x_t)
+    x0 = (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+    return p.sqrt() * x0 + (1 - p).sqrt() * eps
+
+
+@dd.case("ᾱ broadcast over points and images")
+def _(fn):
+    for shape in [(6, 2), (5, 1, 8, 8), (8, 3, 4, 8)]:
+        args = _ddim_inputs(shape, 0)
+        out = _call_broadcast(fn, args, "alpha_bar_t")
+        expect_tensor(out, shape, "x_prev")
+        if len(shape) > 2 and not _close(out, _ddim_ref(*args)):
+            pts = _ddim_inputs((6, 2), 0)
+            if _close(fn(*pts), _ddim_ref(*pts)):
+                raise CheckFailure(f"right for points but wrong for inputs of shape {shape}: "
+                                   + _broadcast_hint("alpha_bar_t"))
+
+
+@dd.case("x̂0 = (x_t − √(1 − ᾱ_t)·ε)/√ᾱ_t, then re-noised to ᾱ_prev")
+def _(fn):
+    x_t, eps, ab_t, ab_prev = _ddim_inputs((64, 3), 1)
+    out = fn(x_t, eps, ab_t, ab_prev)
+    expect_tensor(out, x_t.shape, "x_prev")
+    if _close(out, _ddim_ref(x_t, eps, ab_t, ab_prev)):
+        return
+    a, p = ab_t[:, None], ab_prev[:, None]
+    x0 = (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+    wrong = [
+        (_ddim_ref(x_t, eps, ab_prev, ab_t), "ᾱ_t and ᾱ_prev are swapped: the step goes the wrong way "
+         "(towards more noise). x̂0 uses ᾱ_t; the result is re-noised to the earlier, larger ᾱ_prev"),
+        (p.sqrt() * (x_t - (1 - a) * eps) / a.sqrt() + (1 - p).sqrt() * eps,
+         "x̂0 subtracts (1 − ᾱ_t)·ε: the noise's standard deviation √(1 − ᾱ_t) belongs there, not its "
+         "variance (σ² used where σ belongs)"),
+        (p * x0 + (1 - p) * eps, "x_prev = ᾱ_prev·x̂0 + (1 − ᾱ_prev)·ε uses variances as coefficients: "
+         "take square roots, √ᾱ_prev and √(1 − ᾱ_prev)"),
+        ((p / a).sqrt() * x_t, "only x_t is rescaled: after predicting x̂0 the same ε must be added back "
+         "at the earlier noise level, √(1 − ᾱ_prev)·ε"),
+        (p.sqrt() * x0 - (1 - p).sqrt() * eps, "the noise is added back with the wrong sign: "
+         "x_prev = √ᾱ_prev·x̂0 + √(1 − ᾱ_prev)·ε"),
+        (p.sqrt() * x0 + (1 - a).sqrt() * eps, "the re-noising uses √(1 − ᾱ_t): at the earlier step the "
+         "noise share is √(1 − ᾱ_prev)"),
+        (p.sqrt() * (x_t - (1 - a).sqrt() * eps) + (1 - p).sqrt() * eps,
+         "x̂0 was not divided by √ᾱ_t: x̂0 = (x_t − √(1 − ᾱ_t)·ε) / √ᾱ_t"),
+        (p.sqrt() * x_t + (1 - p).sqrt() * eps, "x_t was used where the x0 estimate belongs: first "
+         "x̂0 = (x_t − √(1 − ᾱ_t)·ε)/√ᾱ_t, then x_prev = √ᾱ_prev·x̂0 + √(1 − ᾱ_prev)·ε"),
+    ]
+    for w, msg in wrong:
+        if _close(out, w):
+            raise CheckFailure(msg)
+    if not _close(fn(x_t, eps, ab_t, ab_prev), out, 1e-6):
+        raise CheckFailure("two calls on the same inputs differ: DDIM with η = 0 adds no fresh noise")
+    raise CheckFailure("x_prev differs from √ᾱ_prev·x̂0 + √(1 − ᾱ_prev)·ε with x̂0 = (x_t − √(1 − ᾱ_t)·ε)/√ᾱ_t")
+
+
+@dd.case("exact when ε is the true noise")
+def _(fn):
+    g = _gen(2)
+    x0, eps = torch.randn(16, 1, 4, 4, generator=g), torch.randn(16, 1, 4, 4, generator=g)
+    ab_t, ab_prev = torch.full((16,), 0.2), torch.full((16,), 0.7)
+    x_t = 0.2 ** 0.5 * x0 + 0.8 ** 0.5 * eps
+    out = fn(x_t, eps, ab_t, ab_prev)
+    want = 0.7 ** 0.5 * x0 + 0.3 ** 0.5 * eps
+    if not _close(out, want, 1e-4):
+        raise CheckFailure("with the exact noise, a DDIM step from ᾱ = 0.2 to 0.7 must land on "
+                           "√0.7·x0 + √0.3·ε, the same trajectory point one would get by noising x0 to 0.7")
+    out1 = fn(x_t, eps, ab_t, torch.ones(16))
+    if not _close(out1, x0, 1e-4):
+        raise CheckFailure("with ᾱ_prev = 1 (the last step) the result must be the x0 estimate itself")
+
+
+@dd.case("deterministic and leaves its inputs unchanged")
+def _(fn):
+    args = _ddim_inputs((8, 1, 4, 4), 3)
+    a = _untouched(fn, args, ("x_t", "eps", "alpha_bar_t", "alpha_bar_prev"))
+    b = fn(*args)
+    if not torch.equal(a, b):
+        raise CheckFailure("two calls on the same inputs differ: DDIM with η = 0 adds no fresh noise")
+
+
+# ============================================================================ guidance
+gd = register("diffusion.guided", guided,
+              "classifier-free guidance: uncond + scale·(cond − uncond)")
+
+
+def _g_inputs(seed=0, shape=(8, 1, 4, 4)):
+    g = _gen(seed)
+    return torch.randn(*shape, generator=g), torch.randn(*shape, generator=g)
+
+
+@gd.case("scale 0 is the unconditional, scale 1 the conditional prediction")
+def _(fn):
+    cond, uncond = _g_inputs(0)
+    o0, o1 = fn(cond, uncond, 0.0), fn(cond, uncond, 1.0)
+    expect_tensor(o0, cond.shape, "the guided prediction")
+    if _close(o1, uncond) and _close(o0, cond):
+        raise CheckFailure("scale 1 returned the unconditional and scale 0 the conditional prediction: "
+                           "the roles of cond and uncond are swapped (uncond + s·(cond − uncond))")
+    if _close(o0, cond):
+        raise CheckFailure("scale 0 returned the conditional prediction: you start from cond, "
+                           "cond + s·(cond − uncond) — the (1 + w) convention of Ho & Salimans 2022. Here "
+                           "scale 1 means the conditional prediction alone: uncond + s·(cond − uncond)")
+    if _close(o1, 2 * cond - uncond):
+        raise CheckFailure("scale 1 gave 2·cond − uncond: that is the (1 + w) convention. Here scale 1 "
+                           "must give cond alone: uncond + s·(cond − uncond)")
+    if _close(o0, torch.zeros_like(o0)):
+        raise CheckFailure("scale 0 gave zeros: the guided prediction is uncond + s·(cond − uncond), "
+                           "the unconditional term is not scaled")
+    if not _close(o0, uncond):
+        raise CheckFailure("scale 0 must return the unconditional prediction")
+    if not _close(o1, cond):
+        raise CheckFailure("scale 1 must return the conditional prediction")
+
+
+@gd.case("extrapolates beyond the conditional for scale > 1")
+def _(fn):
+    cond, uncond = _g_inputs(1)
+    out = fn(cond, uncond, 3.0)
+    expect_tensor(out, cond.shape, "the guided prediction")
+    if _close(out, uncond + 3 * (cond - uncond)):
+        return
+    if _close(out, uncond + 3 * (uncond - cond)) or _close(out, cond + 3 * (uncond - cond)):
+        raise CheckFailure("the guidance sign is reversed: you push away from the conditional "
+                           "prediction. uncond + s·(cond − uncond) moves towards the class")
+    if _close(out, 3 * cond + uncond) or _close(out, 3 * cond - 2 * uncond * 0 + uncond):
+        raise CheckFailure("you added s·cond to uncond: the scale multiplies the difference cond − uncond")
+    if _close(out, cond + 3 * (cond - uncond)):
+        raise CheckFailure("you start from cond: uncond + s·(cond − uncond)")
+    if _close(out, uncond + 3 * cond - uncond * 1) or _close(out, 3 * (cond - uncond)):
+        raise CheckFailure("the unconditional base is missing or scaled: uncond + s·(cond − uncond)")
+    if _close(out, 3 * uncond + (cond - uncond)):
+        raise CheckFailure("the scale is applied to the wrong term (uncond): it multiplies cond − uncond")
+    raise CheckFailure("for scale 3 the result must be uncond + 3·(cond − uncond)")
+
+
+@gd.case("works with a per-sample scale of shape (N, 1, ..., 1)")
+def _(fn):
+    cond, uncond = _g_inputs(2)
+    s = torch.linspace(0, 4, 8).view(8, 1, 1, 1)
+    out = fn(cond, uncond, s)
+    if not _close(out, uncond + s * (cond - uncond)):
+        raise CheckFailure("with a tensor scale the result is wrong: use plain arithmetic, "
+                           "uncond + scale * (cond - uncond), no .item() or float(scale)")
+
+
+@gd.case("leaves cond and uncond unchanged")
+def _(fn):
+    cond, uncond = _g_inputs(3)
+    _untouched(fn, (cond, uncond, 2.5), ("cond", "uncond", "scale"))
+
+
+# ============================================================================ flow: interpolate
+ip = register("flow.interpolate", interpolate,
+              "the linear path x_t = (1 − t)·x0 + t·x1, x0 noise, x1 data, t: (N,) in [0, 1]")
+
+
+def _path_inputs(shape, seed):
+    g = _gen(seed)
+    return (torch.randn(*shape, generator=g), torch.randn(*shape, generator=g) + 2,
+            torch.rand(shape[0], generator=g))
+
+
+@ip.case("t broadcast over points (N, 2) and images (N, C, H, W)")
+def _(fn):
+    for shape in [(6, 2), (5, 1, 8, 8), (8, 3, 4, 8)]:
+        x0, x1, t = _path_inputs(shape, 0)
+        out = _call_broadcast(fn, (x0, x1, t), "t")
+        expect_tensor(out, shape, "x_t")
+        tt = _col(t, x0)
+        if len(shape) > 2 and not _close(out, (1 - tt) * x0 + tt * x1):
+            if _close(out, (1 - t) * x0 + t * x1):
+                raise CheckFailure(f"for inputs {shape} t was multiplied along the last axis (it happens to "
+                                   "have the batch size), not per sample. " + _broadcast_hint("t"))
+            pts = _path_inputs((6, 2), 0)
+            tp = pts[2][:, None]
+            if _close(fn(*pts), (1 - tp) * pts[0] + tp * pts[1]):
+                raise CheckFailure(f"right for points but wrong for inputs of shape {shape} (a t[:, None] "
+                                   "only fits 2-D inputs). " + _broadcast_hint("t"))
+
+
+@ip.case("t = 0 is the noise x0, t = 1 the data x1")
+def _(fn):
+    x0, x1, _ = _path_inputs((4, 2), 1)
+    t = torch.tensor([0.0, 1.0, 0.0, 1.0])
+    out = fn(x0, x1, t)
+    expect_tensor(out, x0.shape, "x_t")
+    want = torch.stack([x0[0], x1[1], x0[2], x1[3]])
+    if _close(out, want):
+        return
+    if _close(out, torch.stack([x1[0], x0[1], x1[2], x0[3]])):
+        raise CheckFailure("x0 and x1 are swapped: at t = 0 the path is at the noise x0 and at t = 1 at "
+                           "the data x1, so x_t = (1 − t)·x0 + t·x1")
+    raise CheckFailure("the path must start at x0 (t = 0) and end at x1 (t = 1)")
+
+
+@ip.case("linear in t: (1 − t)·x0 + t·x1")
+def _(fn):
+    x0, x1, t = _path_inputs((64, 3), 2)
+    out = fn(x0, x1, t)
+    expect_tensor(out, x0.shape, "x_t")
+    tt = t[:, None]
+    if _close(out, (1 - tt) * x0 + tt * x1):
+        return
+    if _close(out, tt * x0 + (1 - tt) * x1):
+        raise CheckFailure("x0 and x1 are swapped: x_t = (1 − t)·x0 + t·x1 (t = 1 is data)")
+    if _close(out, (1 - tt).sqrt() * x0 + tt.sqrt() * x1) or \
+            _close(out, torch.cos(math.pi / 2 * tt) * x0 + torch.sin(math.pi / 2 * tt) * x1):
+        raise CheckFailure("that is a curved (variance-preserving) path: flow matching here uses the "
+                           "straight line (1 − t)·x0 + t·x1")
+    if _close(out, x0 + tt * x1):
+        raise CheckFailure("x0 is not scaled by (1 − t): the noise must vanish at t = 1")
+    raise CheckFailure("x_t differs from (1 − t)·x0 + t·x1")
+
+
+@ip.case("leaves its inputs unchanged")
+def _(fn):
+    _untouched(fn, _path_inputs((4, 1, 4, 4), 3), ("x0", "x1", "t"))
+
+
+# ============================================================================ flow: velocity target
+vt = register("flow.velocity_target", velocity_target,
+              "the velocity of the straight path from noise x0 to data x1: x1 − x0")
+
+
+@vt.case("x1 − x0 (points from noise to data)")
+def _(fn):
+    g = _gen(0)
+    x0, x1 = torch.randn(32, 2, generator=g), torch.randn(32, 2, generator=g) + 3
+    out = fn(x0, x1)
+    expect_tensor(out, x0.shape, "the velocity")
+    if _close(out, x1 - x0):
+        return
+    if _close(out, x0 - x1):
+        raise CheckFailure("the velocity's sign is flipped: it points from the noise x0 to the data x1, "
+                           "x1 − x0 (Euler then moves x0 towards the data)")
+    if _close(out, x1):
+        raise CheckFailure("you returned the data x1: the velocity of (1 − t)·x0 + t·x1 is d/dt = x1 − x0")
+    if _close(out, -x0) or _close(out, x0):
+        raise CheckFailure("you returned (±) the noise: the velocity is x1 − x0")
+    if _close(out, x1 + x0):
+        raise CheckFailure("x1 + x0: the derivative of (1 − t)·x0 is −x0, so the velocity is x1 − x0")
+    if _close(out, 0.5 * (x1 - x0)) or _close(out, 2 * (x1 - x0)):
+        raise CheckFailure("the velocity is scaled: over t ∈ [0, 1] the path covers x1 − x0 exactly once")
+    d = (x1 - x0)
+    if _close(out, d / d.norm(dim=1, keepdim=True)):
+        raise CheckFailure("you normalised the direction: the velocity keeps its length |x1 − x0|, so "
+                           "that one unit of time takes x0 to x1")
+    raise CheckFailure("the velocity differs from x1 − x0")
+
+
+@vt.case("works for image batches and leaves its inputs unchanged")
+def _(fn):
+    g = _gen(1)
+    x0, x1 = torch.randn(4, 1, 8, 8, generator=g), torch.randn(4, 1, 8, 8, generator=g)
+    out = _untouched(fn, (x0, x1), ("x0", "x1"))
+    if not _close(out, x1 - x0):
+        raise CheckFailure("for (N, 1, 8, 8) images the velocity must be x1 − x0 elementwise")
+
+
+@vt.case("the time derivative of interpolate")
+def _(fn):
+    g = _gen(2)
+    x0, x1 = torch.randn(16, 3, generator=g), torch.randn(16, 3, generator=g)
+    t, h = torch.full((16,), 0.3), 1e-3
+    fd = (interpolate(x0, x1, t + h) - interpolate(x0, x1, t - h)) / (2 * h)
+    if not _close(fn(x0, x1), fd, 1e-2):
+        raise CheckFailure("the target must equal d x_t / dt of the path (1 − t)·x0 + t·x1")
+
+
+# ============================================================================ flow: training loss
+fm = register("flow.loss", flow_matching_loss,
+              "flow matching: mean ‖v_θ((1 − t)·x0 + t·x1, t, y) − (x1 − x0)‖² over every element")
+
+
+class _VProbe(nn.Module):
+    """A velocity model with a parameter, nonlinear in x and t, that records what it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor([0.7, -0.4, 0.9]))
+        self.calls = []
+
+    def forward(self, x, t, y=None):
+        self.calls.append((x.detach().clone(), t.detach().clone() if torch.is_tensor(t) else t, y))
+        tt = torch.as_tensor(t, dtype=x.dtype).reshape(-1)
+        tt = _col(tt.expand(x.shape[0]) if tt.numel() == 1 else tt, x)
+        out = self.w[0] * x + self.w[1] * tt + self.w[2] * torch.sin(3 * x) * tt
+        if y is not None:
+            out = out + 0.3 * _col(y.to(x.dtype) + 1, x)
+        return out
+
+
+def _fm_ref(model, x0, x1, t, y=None):
+    tt = _col(t, x0)
+    x_t = (1 - tt) * x0 + tt * x1
+    return ((model(x_t, t, y) - (x1 - x0)) ** 2).mean()
+
+
+def _fm_inputs(shape, seed):
+    g = _gen(seed)
+    return (torch.randn(*shape, generator=g), torch.randn(*shape, generator=g) * 0.5 + 1,
+            torch.rand(shape[0], generator=g))
+
+
+def _fm_call(fn, *args, **kw):
+    try:
+        return fn(*args, **kw)
+    except RuntimeError as e:
+        if "size of tensor" in str(e) or "must match" in str(e):
+            raise CheckFailure(f"shapes do not broadcast ({e}). {_broadcast_hint('t')}")
+        raise
+
+
+@fm.case("one number: the mean squared error of the velocity")
+def _(fn):
+    x0, x1, t = _fm_inputs((64, 2), 0)
+    out = _scalar(_fm_call(fn, _VProbe(), x0, x1, t))
+    with torch.no_grad():
+        want = _fm_ref(_VProbe(), x0, x1, t)
+    if _close(out, want):
+        return
+    m = _VProbe()
+    with torch.no_grad():
+        tt = t[:, None]
+        x_t = (1 - tt) * x0 + tt * x1
+        x_sw = tt * x0 + (1 - tt) * x1
+        checks = [
+            (((m(x_t, t) - (x0 - x1)) ** 2).mean(), "the target's sign is flipped: the velocity points "
+             "from noise to data, x1 − x0"),
+            (((m(x_sw, t) - (x1 - x0)) ** 2).mean(), "x0 and x1 are swapped in the interpolation: x_t = "
+             "(1 − t)·x0 + t·x1 with x0 the noise"),
+            (((m(x_sw, t) - (x0 - x1)) ** 2).mean(), "x0 and x1 are swapped (in the path and the target): "
+             "x0 is the noise, x1 the data; x_t = (1 − t)·x0 + t·x1, target x1 − x0"),
+            (((m(x_t, t) - x1) ** 2).mean(), "the target is the data x1: flow matching regresses the "
+             "velocity x1 − x0"),
+            (((m(x0, t) - (x1 - x0)) ** 2).mean(), "the model was evaluated at the noise x0: evaluate it at "
+             "the point on the path, x_t = (1 − t)·x0 + t·x1"),
+            (((m(x_t, 1 - t) - (x1 - x0)) ** 2).mean(), "the model got 1 − t: pass the same t that built x_t "
+             "(t = 0 noise, t = 1 data)"),
+            (((m(x_t, t) - (x1 - x0)) ** 2).sum(), "you summed the squared errors: take the mean over every "
+             "element (F.mse_loss), so the step size does not depend on the batch size"),
+            (((m(x_t, t) - (x1 - x0)) ** 2).sum(1).mean(), "you summed over dimensions and averaged over the "
+             "batch: the loss here is the mean over every element (F.mse_loss)"),
+            (((m(x_t, t) - (x1 - x0)) ** 2).mean().sqrt(), "that is the root of the mean squared error: "
+             "return the mean squared error itself"),
+            ((m(x_t, t) - (x1 - x0)).abs().mean(), "that is the mean absolute error: flow matching uses "
+             "the mean squared error"),
+        ]
+    for w, msg in checks:
+        if _close(out, w):
+            raise CheckFailure(msg)
+    raise CheckFailure("the loss differs from mean((v_model(x_t, t, y) − (x1 − x0))²) with "
+                       "x_t = (1 − t)·x0 + t·x1")
+
+
+@fm.case("t broadcast over images (N, C, H, W)")
+def _(fn):
+    for shape in [(5, 1, 8, 8), (8, 3, 4, 8)]:
+        x0, x1, t = _fm_inputs(shape, 1)
+        out = _scalar(_fm_call(fn, _VProbe(), x0, x1, t))
+        with torch.no_grad():
+            want = _fm_ref(_VProbe(), x0, x1, t)
+        if not _close(out, want):
+            raise CheckFailure(f"right for points but wrong for inputs of shape {shape}: "
+                               + _broadcast_hint("t"))
+
+
+@fm.case("passes x_t, t (N,) and the labels y to the model")
+def _(fn):
+    x0, x1, t = _fm_inputs((16, 2), 2)
+    y = torch.arange(16) % 10
+    m = _VProbe()
+    out = _scalar(_fm_call(fn, m, x0, x1, t, y))
+    if not m.calls:
+        raise CheckFailure("the model was never called")
+    x_in, t_in, y_in = m.calls[-1]
+    if not torch.is_tensor(t_in) or torch.as_tensor(t_in).numel() != 16:
+        raise CheckFailure("pass the model t as a tensor with one time per sample (N,)")
+    if y_in is None:
+        raise CheckFailure("the labels y were not passed to the model: call v_model(x_t, t, y) so a "
+                           "class-conditional model knows which digit to draw")
+    with torch.no_grad():
+        want = _fm_ref(_VProbe(), x0, x1, t, y)
+    if not _close(out, want):
+        raise CheckFailure("with labels the loss differs from mean((v_model(x_t, t, y) − (x1 − x0))²)")
+
+
+@fm.case("gradient reaches the model, inputs unchanged")
+def _(fn):
+    x0, x1, t = _fm_inputs((32, 1, 4, 4), 3)
+    m = _VProbe()
+    out = _scalar(_untouched(lambda *a: _fm_call(fn, m, *a), (x0, x1, t), ("x0", "x1", "t")))
+    if not out.requires_grad:
+        raise CheckFailure("the loss carries no gradient: the model's output was detached (.detach(), "
+                           ".item(), torch.no_grad) — training would not move the model")
+    out.backward()
+    if m.w.grad is None or m.w.grad.abs().sum() < 1e-6:
+        raise CheckFailure("no gradient reaches the model's parameters")
+    m2 = _VProbe()
+    _fm_ref(m2, x0, x1, t).backward()
+    if not _close(m.w.grad, m2.w.grad, 1e-3):
+        raise CheckFailure("the gradient differs from that of the flow matching loss: is the target "
+                           "(x1 − x0) or x_t computed from something that carries the model's gradient?")
+
+
+# ============================================================================ flow: Euler sampler
+eu = register("flow.euler_sample", euler_sample,
+              "Euler from t = 0 (noise x0) to t = 1: `steps` steps of size 1/steps, v_fn(x, t) with t: (N,)")
+
+
+class _Recorder:
+    def __init__(self, v):
+        self.v, self.ts = v, []
+
+    def __call__(self, x, t):
+        self.ts.append(t.detach().clone() if torch.is_tensor(t) else t)
+        return self.v(x, t)
+
+
+def _tcol(t, x):
+    t = torch.as_tensor(t, dtype=x.dtype).reshape(-1)
+    return _col(t.expand(x.shape[0]) if t.numel() == 1 else t, x)
+
+
+@eu.case("`steps` evaluations at t = 0, 1/steps, …, (steps − 1)/steps")
+def _(fn):
+    x0 = torch.randn(6, 2, generator=_gen(0))
+    rec = _Recorder(lambda x, t: torch.zeros_like(x))
+    out = fn(rec, x0.clone(), 4)
+    expect_tensor(out, x0.shape, "the sample")
+    n = len(rec.ts)
+    if n == 5:
+        raise CheckFailure("5 evaluations for 4 steps: one evaluation per step, steps in all "
+                           "(range(steps), not linspace(0, 1, steps + 1) walked to the end)")
+    if n != 4:
+        raise CheckFailure(f"{n} evaluations of v_fn for 4 steps: Euler evaluates the velocity once per step")
+    for t in rec.ts:
+        if not torch.is_tensor(t) or t.shape != (6,):
+            got = tuple(t.shape) if torch.is_tensor(t) else type(t).__name__
+            raise CheckFailure(f"v_fn got t as {got}: pass one time per sample, a tensor of shape (N,), "
+                               "e.g. torch.full((x.shape[0],), k / steps)")
+    got = torch.stack([t[0] for t in rec.ts]).double()
+    want = torch.arange(4, dtype=torch.float64) / 4
+    if torch.allclose(got, want, atol=1e-6):
+        return
+    if torch.allclose(got, want + 0.25, atol=1e-6):
+        raise CheckFailure("t was taken at the end of each step (1/4, …, 1): Euler evaluates the velocity "
+                           "where the step starts, t = k/steps for k = 0 … steps − 1")
+    if torch.allclose(got, torch.linspace(0, 1, 4, dtype=torch.float64), atol=1e-6):
+        raise CheckFailure("t = linspace(0, 1, steps) spaces the times 1/(steps − 1) apart and evaluates "
+                           "at t = 1: use t = k/steps, k = 0 … steps − 1, step size 1/steps")
+    if torch.allclose(got, 1 - want, atol=1e-6) or torch.allclose(got, 1 - want - 0.25, atol=1e-6):
+        raise CheckFailure("time runs backwards: here t = 0 is noise and t = 1 data, so integrate from 0 up to 1")
+    raise CheckFailure(f"v_fn was evaluated at t = {[round(v, 3) for v in got.tolist()]}, "
+                       "expected 0, 0.25, 0.5, 0.75")
+
+
+@eu.case("exact for a constant velocity")
+def _(fn):
+    x0 = torch.randn(8, 1, 4, 4, generator=_gen(1))
+    c = torch.randn(8, 1, 4, 4, generator=_gen(2))
+    for steps in (1, 5):
+        out = fn(lambda x, t: c, x0.clone(), steps)
+        expect_tensor(out, x0.shape, "the sample")
+        if _close(out, x0 + c, 1e-4):
+            continue
+        if steps > 1 and _close(out, x0 + c * steps / (steps - 1), 1e-4):
+            raise CheckFailure("the step size is 1/(steps − 1): with `steps` steps from 0 to 1 each is 1/steps")
+        if _close(out, x0 + c * (steps + 1) / steps, 1e-4):
+            raise CheckFailure("one step too many (steps + 1 steps of 1/steps): the last step must end at t = 1")
+        if _close(out, x0 - c, 1e-4):
+            raise CheckFailure("you stepped against the velocity: x ← x + dt·v")
+        if _close(out, x0 + c * steps, 1e-4):
+            raise CheckFailure("each step moved a full v: multiply the velocity by dt = 1/steps")
+        if _close(out, x0 + c / steps, 1e-4):
+            raise CheckFailure("the sample moved only one step's worth: update x at every step "
+                               "(x = x + dt·v inside the loop, and return the updated x)")
+        raise CheckFailure(f"with a constant velocity v, {steps} Euler step(s) must give x0 + v exactly")
+
+
+@eu.case("follows a time-dependent velocity like Euler")
+def _(fn):
+    x0 = torch.randn(8, 2, generator=_gen(3))
+
+    def v(x, t):
+        return -x + 2 * _tcol(t, x)
+
+    out = fn(v, x0.clone(), 3)
+    x, dt = x0.clone(), 1 / 3
+    for k in range(3):
+        x = x + dt * v(x, torch.full((8,), k * dt))
+    if _close(out, x, 1e-4):
+        return
+    x = x0.clone()
+    for k in range(3):
+        x = x + dt * v(x0, torch.full((8,), k * dt))
+    if _close(out, x, 1e-4):
+        raise CheckFailure("the velocity was evaluated at the starting noise every step: evaluate it "
+                           "at the current x")
+    raise CheckFailure("for v(x, t) = −x + 2t the result differs from 3 Euler steps x ← x + v(x, t)/3 at "
+                       "t = 0, 1/3, 2/3")
+
+
+@eu.case("leaves x0 unchanged")
+def _(fn):
+    x0 = torch.randn(4, 1, 4, 4, generator=_gen(4))
+    _untouched(fn, (lambda x, t: torch.ones_like(x), x0, 4), ("v_fn", "x0", "steps"))
