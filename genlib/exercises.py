@@ -9,7 +9,9 @@ A *check* is a named list of small behavioural tests (``Case``) plus the referen
 
 It never raises at the learner. In grading mode (``GENLIB_GRADING=1``) fallbacks are off: the
 learner's function is returned whatever happened, and the submission is saved for the grader,
-which re-runs the checks in a fresh process (see ``genlib.notebooks.grade``).
+which re-runs the checks in its own process, calling the learner's function in a separate worker
+(see ``genlib.grading`` and ``genlib.notebooks.grade``). The report printed here is for the
+learner only; the grader never reads it.
 
 Writing a check (chapter modules in ``genlib/checks/``)::
 
@@ -183,8 +185,8 @@ def check(name: str, fn: Any, *, quiet: bool = False) -> Any:
         print(f"✗ {e.args[0]}")
         return fn
     if grading():
-        from genlib import notebooks
-        notebooks.save_submission(name, fn)
+        from genlib.grading.submission import save_submission
+        save_submission(name, fn)
         if not quiet:
             print(report.text())
         return fn

@@ -5,16 +5,16 @@
   indentation); markdown between ``<!-- BEGIN SOLUTION -->`` and ``<!-- END SOLUTION -->`` becomes
   "*Your answer here.*"; outputs are cleared.
 * ``grade``    – executes a submission in a fresh kernel under a time limit with fallbacks off. Each
-  ``check(...)`` call saves the learner's function (cloudpickle); a *separate* fresh process then
-  re-runs genlib's checks on those functions. Nothing the notebook does to its own copy of genlib
-  (redefining ``check``, emptying the registry, patching torch) can make a check pass, and an
-  exercise with no saved function scores zero.
+  ``check(...)`` call saves the learner's function (cloudpickle). Then the *judge* — this process,
+  where no learner code runs — re-runs genlib's check cases, calling the learner's functions in a
+  separate, limited worker process per exercise that exchanges only plain data with it
+  (``genlib.grading``). What the notebook or the worker print, exit with, patch or write cannot
+  change a verdict; an exercise with no saved function scores zero.
 """
 from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import re
 import signal
@@ -164,48 +164,10 @@ def execute(path: Path | str, out: Path | str | None = None, timeout: int = 600,
 
 # ----------------------------------------------------------------------------- grading
 def save_submission(name: str, fn) -> None:
-    """Called by ``check`` in grading mode: store the learner's function for the verifier."""
-    folder = os.environ.get("GENLIB_SUBMISSION_DIR")
-    if not folder:
-        return
-    import cloudpickle
+    """Kept for old imports: see :func:`genlib.grading.submission.save_submission`."""
+    from genlib.grading.submission import save_submission as save
 
-    path = Path(folder) / f"{name}.pkl"
-    try:
-        data = cloudpickle.dumps(fn)
-    except Exception as e:  # noqa: BLE001 - any pickling problem is the learner's to see
-        (Path(folder) / f"{name}.err").write_text(f"could not save your function: {e}")
-        return
-    path.write_bytes(data)
-
-
-def _verify(folder: str) -> dict:
-    """Re-run genlib's own checks on every saved submission (run in a fresh process)."""
-    import cloudpickle
-
-    from genlib.exercises import run_check
-
-    results = {}
-    for path in sorted(Path(folder).glob("*.err")):
-        results[path.stem] = {"status": "error", "detail": path.read_text()}
-    for path in sorted(Path(folder).glob("*.pkl")):
-        name = path.stem
-        try:
-            fn = cloudpickle.loads(path.read_bytes())
-        except Exception as e:  # noqa: BLE001
-            results[name] = {"status": "error", "detail": f"could not load: {e}"}
-            continue
-        if getattr(fn, "__module__", "").startswith("genlib"):
-            results[name] = {"status": "failed", "detail": "submitted genlib's reference"}
-            continue
-        report = run_check(name, fn)
-        if report.not_implemented:
-            results[name] = {"status": "not done", "detail": "raises NotImplementedError"}
-        elif report.passed:
-            results[name] = {"status": "passed", "detail": f"{len(report.results)} checks"}
-        else:
-            results[name] = {"status": "failed", "detail": "; ".join(report.failed_cases)}
-    return results
+    save(name, fn)
 
 
 def expected_exercises(nb: nbformat.NotebookNode) -> list[str]:
@@ -234,50 +196,93 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def grade(path: Path | str, timeout: int = 600, budget: str = "smoke",
-          reference: Path | str | None = None) -> dict:
+          reference: Path | str | None = None, exercise_timeout: int = 60,
+          memory_mb: int = 4096) -> dict:
     """Grade one submitted notebook. Returns ``{"notebook", "status", "seconds", "rows"}``.
 
     ``rows`` is a list of ``{"exercise", "status", "detail", "points"}`` for every exercise of
     the pristine notebook (``reference``, else ``notebooks/<same name>``, else the submission).
+    ``timeout`` bounds the notebook's run; ``exercise_timeout`` (seconds) and ``memory_mb`` bound
+    the worker that runs the learner's code for one exercise while it is judged.
     """
+    from genlib.exercises import registry
+    from genlib.grading import judge
+
     path = Path(path).resolve()
     ref = Path(reference) if reference else _pristine_for(path)
     expected = expected_exercises(nbformat.read(ref or path, as_version=4))
+    registry()  # every check is loaded before any learner code runs
     start = time.time()
-    with tempfile.TemporaryDirectory(prefix="genlib-grade-") as tmp:
-        subs = Path(tmp) / "submissions"
-        subs.mkdir()
-        env = dict(os.environ, GENLIB_GRADING="1", GENLIB_SUBMISSION_DIR=str(subs),
-                   GENLIB_BUDGET=budget, GENLIB_PROGRESS="0", MPLBACKEND="Agg")
-        run = subprocess.Popen([sys.executable, "-m", "genlib.notebooks", "_run", str(path),
-                                str(Path(tmp) / "executed.ipynb"), str(timeout)],
-                               env=env, cwd=str(path.parent), start_new_session=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        try:
-            log, _ = run.communicate(timeout=timeout + 30)
-            status = "ran" if run.returncode == 0 else (log.strip().splitlines() or ["crashed"])[-1]
-        except subprocess.TimeoutExpired:
-            _kill_group(run)
-            run.communicate()
-            status = f"timed out after {timeout} s"
-        verify_env = {k: v for k, v in env.items() if k not in ("GENLIB_GRADING",)}
-        ver = subprocess.Popen([sys.executable, "-m", "genlib.notebooks", "_verify", str(subs)],
-                               env=verify_env, start_new_session=True, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-        try:
-            out, err = ver.communicate(timeout=max(120, timeout // 2))
-            verified = json.loads(out.strip().splitlines()[-1]) if ver.returncode == 0 else {}
-        except (subprocess.TimeoutExpired, json.JSONDecodeError, IndexError):
-            _kill_group(ver)
-            verified = {}
+    judge.set_dumpable(False)
+    zygote = None
+    try:
+        with tempfile.TemporaryDirectory(prefix="genlib-grade-") as tmp:
+            deny = [str(judge.PKG_DIR), str(ROOT / "solutions"), str(ROOT / "notebooks"),
+                    str(ROOT / "tests"), tmp]
+            try:  # started now, so it imports genlib before the notebook could touch any file
+                zygote = judge.Zygote(deny, memory_mb * 2 ** 20)
+            except RuntimeError:
+                zygote = None
+            subs = Path(tmp) / "submissions"
+            subs.mkdir()
+            status = _run_submission(path, tmp, subs, timeout, budget)
+            verdicts = {}
+            for name in expected:
+                if zygote is not None and not zygote.alive():  # a worker may have killed it
+                    zygote.close()
+                    zygote = None
+                if zygote is None and (subs / f"{name}.pkl").is_file():
+                    try:
+                        zygote = judge.Zygote(deny, memory_mb * 2 ** 20)
+                    except RuntimeError:
+                        pass
+                verdicts[name] = _judge_one(name, subs, zygote, exercise_timeout)
+    finally:
+        if zygote is not None:
+            zygote.close()
+        judge.set_dumpable(True)
     rows = []
     for name in expected:
-        r = verified.get(name, {"status": "not reached",
-                                "detail": "no submission was recorded for this exercise"})
+        r = verdicts[name]
         rows.append({"exercise": name, "status": r["status"], "detail": r["detail"],
                      "points": 1 if r["status"] == "passed" else 0})
     return {"notebook": str(path), "status": status, "seconds": round(time.time() - start, 1),
             "rows": rows}
+
+
+def _run_submission(path: Path, tmp: str, subs: Path, timeout: int, budget: str) -> str:
+    """Execute the submission (learner code runs here, in its kernel) with fallbacks off."""
+    env = dict(os.environ, GENLIB_GRADING="1", GENLIB_SUBMISSION_DIR=str(subs),
+               GENLIB_BUDGET=budget, GENLIB_PROGRESS="0", MPLBACKEND="Agg")
+    run = subprocess.Popen([sys.executable, "-m", "genlib.notebooks", "_run", str(path),
+                            str(Path(tmp) / "executed.ipynb"), str(timeout)],
+                           env=env, cwd=str(path.parent), start_new_session=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        log, _ = run.communicate(timeout=timeout + 30)
+        status = "ran" if run.returncode == 0 else (log.strip().splitlines() or ["crashed"])[-1]
+    except subprocess.TimeoutExpired:
+        _kill_group(run)
+        run.communicate()
+        status = f"timed out after {timeout} s"
+    _kill_group(run)  # anything the notebook left running goes before the judging starts
+    return status[:300]
+
+
+def _judge_one(name: str, subs: Path, zygote, exercise_timeout: int) -> dict:
+    from genlib.grading import judge
+    from genlib.grading.submission import MAX_BYTES
+
+    pkl, err = subs / f"{name}.pkl", subs / f"{name}.err"
+    if pkl.is_file() and not pkl.is_symlink():
+        if pkl.stat().st_size > MAX_BYTES:
+            return {"status": "error", "detail": "the saved function is too large"}
+        if zygote is None or not zygote.alive():
+            return {"status": "error", "detail": "the grading worker could not start"}
+        return judge.judge_exercise(name, pkl.read_bytes(), zygote, exercise_timeout)
+    if err.is_file() and not err.is_symlink():
+        return {"status": "error", "detail": err.read_text(errors="replace")[:300]}
+    return {"status": "not reached", "detail": "no submission was recorded for this exercise"}
 
 
 def format_grade(result: dict, as_csv: bool = False) -> str:
@@ -325,7 +330,5 @@ if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "_run":
         sys.exit(_run_for_grading(*sys.argv[2:5]))
-    elif cmd == "_verify":
-        print(json.dumps(_verify(sys.argv[2])))
     else:
         raise SystemExit(f"unknown command {cmd}")
