@@ -56,6 +56,32 @@ class NoConvG(models.MLPGenerator):  # an MLP handed in as a DCGAN
     pass
 
 
+class DenseThenConvG(nn.Module):  # H4: an MLP makes the 8×8 image, one 3×3 conv polishes it
+    def __init__(self, z_dim=32, ch=32):
+        super().__init__()
+        self.fc = nn.Sequential(nn.Linear(z_dim, 256), nn.ReLU(), nn.Linear(256, ch * 64), nn.ReLU())
+        self.conv, self.ch = nn.Conv2d(ch, 1, 3, padding=1), ch
+
+    def forward(self, z):
+        return torch.tanh(self.conv(self.fc(z).view(-1, self.ch, 8, 8)))
+
+
+class UpsampleConvG(nn.Module):  # a correct DCGAN variant: nn.Upsample + Conv2d instead of ConvTranspose2d
+    def __init__(self, z_dim=32, ch=32):
+        super().__init__()
+        self.ch = ch
+        self.project = nn.Sequential(nn.Linear(z_dim, 2 * ch * 16), nn.BatchNorm1d(2 * ch * 16), nn.ReLU())
+        self.up = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(2 * ch, ch, 3, padding=1),
+                                nn.BatchNorm2d(ch), nn.ReLU(), nn.Conv2d(ch, 1, 3, padding=1), nn.Tanh())
+
+    def forward(self, z):
+        return self.up(self.project(z).view(-1, 2 * self.ch, 4, 4))
+
+
+def test_dcgan_upsample_conv_generator_accepted(accepts):
+    accepts("gan.dcgan_generator", UpsampleConvG)
+
+
 G_GALLERY = [
     ("sigmoid output", "gan.mlp_generator", SigmoidG, "tanh output in [-1, 1], like the data", "S0.4"),
     ("linear output", "gan.mlp_generator", LinearG, "tanh output in [-1, 1], like the data", "unbounded"),
@@ -66,6 +92,8 @@ G_GALLERY = [
     ("flat output", "gan.mlp_generator", FlatG, "maps (N, z_dim) noise to (N, 1, 8, 8)", "(5, 1, 8, 8)"),
     ("no convolution", "gan.dcgan_generator", NoConvG, "builds the image with (transposed) convolutions",
      "transposed"),
+    ("dense 8×8 then one conv (H4)", "gan.dcgan_generator", DenseThenConvG,
+     "builds the image with (transposed) convolutions", "full 8×8"),
 ]
 
 
@@ -94,6 +122,38 @@ class NoConvD(models.MLPDiscriminator):
     pass
 
 
+class TanhD(models.DCGANDiscriminator):  # H5: tanh copied from G
+    def forward(self, x):
+        return torch.tanh(self.net(x)).view(-1)
+
+
+class LogSigmoidD(models.DCGANDiscriminator):  # H5: log-probabilities, unbounded below only
+    def forward(self, x):
+        return nn.functional.logsigmoid(self.net(x)).view(-1)
+
+
+class PoolD(nn.Module):  # H4: stride-1 convolutions and max pooling, what DCGAN replaced
+    def __init__(self, ch=32):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(1, ch, 3, padding=1), nn.LeakyReLU(0.2), nn.MaxPool2d(2),
+                                 nn.Conv2d(ch, 2 * ch, 3, padding=1), nn.LeakyReLU(0.2), nn.MaxPool2d(2),
+                                 nn.Flatten(), nn.Linear(2 * ch * 4, 1))
+
+    def forward(self, x):
+        return self.net(x).view(-1)
+
+
+class BatchNormD(nn.Module):  # H6: batch norm in D mixes the images of a batch
+    def __init__(self, ch=32):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(1, ch, 4, 2, 1), nn.LeakyReLU(0.2),
+                                 nn.Conv2d(ch, 2 * ch, 4, 2, 1), nn.BatchNorm2d(2 * ch), nn.LeakyReLU(0.2),
+                                 nn.Flatten(), nn.Linear(2 * ch * 4, 1))
+
+    def forward(self, x):
+        return self.net(x).view(-1)
+
+
 D_GALLERY = [
     ("sigmoid output", "gan.dcgan_discriminator", SigmoidD, "returns logits, not probabilities", "sigmoid"),
     ("(N,1) output", "gan.dcgan_discriminator", ColumnD, "maps (N, 1, 8, 8) to logits of shape (N,)",
@@ -101,6 +161,13 @@ D_GALLERY = [
     ("detached input", "gan.mlp_discriminator", DetachedD, "gradient reaches the input image", "detach"),
     ("no convolution", "gan.dcgan_discriminator", NoConvD, "downsamples with strided convolutions",
      "Conv2d"),
+    ("tanh output (H5)", "gan.dcgan_discriminator", TanhD, "returns logits, not probabilities", "tanh"),
+    ("log-sigmoid output (H5)", "gan.dcgan_discriminator", LogSigmoidD, "returns logits, not probabilities",
+     "log-sigmoid"),
+    ("stride 1 + max pooling (H4)", "gan.dcgan_discriminator", PoolD, "downsamples with strided convolutions",
+     "MaxPool2d"),
+    ("batch norm in D (H6)", "gan.dcgan_discriminator", BatchNormD,
+     "each image's logit depends on that image alone (no batch norm)", "BatchNorm2d"),
 ]
 
 
@@ -110,6 +177,9 @@ def test_discriminator_gallery(rejects, label, name, cls, case, fragment):
 
 
 # ----------------------------------------------------------------------------- training step
+VALUES = "returned values match the reference step on a copy of the same state"
+
+
 def _logged(rl, fl, ld, lg):
     return {"d_loss": ld.item(), "g_loss": lg.item(), "d_real": torch.sigmoid(rl).mean().item(),
             "d_fake": torch.sigmoid(fl).mean().item()}
@@ -243,6 +313,62 @@ def step_saturating(G, D, opt_g, opt_d, real, z):
     return gan.train_step(G, D, opt_g, opt_d, real, z, g_loss_fn=saturating_g_loss)
 
 
+def step_swapped_probs(G, D, opt_g, opt_d, real, z):  # H3
+    out = gan.train_step(G, D, opt_g, opt_d, real, z)
+    out["d_real"], out["d_fake"] = out["d_fake"], out["d_real"]
+    return out
+
+
+def step_constants(G, D, opt_g, opt_d, real, z):  # H3: right updates, made-up log
+    gan.train_step(G, D, opt_g, opt_d, real, z)
+    return {"d_loss": 0.0, "g_loss": 0.0, "d_real": 0.5, "d_fake": 0.5}
+
+
+def step_post_update_probs(G, D, opt_g, opt_d, real, z):  # H3: probabilities from the updated D
+    out = gan.train_step(G, D, opt_g, opt_d, real, z)
+    with torch.no_grad():
+        out["d_real"] = torch.sigmoid(D(real)).mean().item()
+        out["d_fake"] = torch.sigmoid(D(G(z))).mean().item()
+    return out
+
+
+def step_raw_logit_means(G, D, opt_g, opt_d, real, z):  # H3: mean logits (may fall in [0, 1])
+    G.train(), D.train()
+    fake = G(z)
+    opt_d.zero_grad()
+    rl, fl = D(real), D(fake.detach())
+    ld = d_loss(rl, fl)
+    ld.backward()
+    opt_d.step()
+    opt_g.zero_grad()
+    lg = g_loss(D(fake))
+    lg.backward()
+    opt_g.step()
+    return {"d_loss": ld.item(), "g_loss": lg.item(), "d_real": rl.mean().item(), "d_fake": fl.mean().item()}
+
+
+def step_sigmoid_of_mean(G, D, opt_g, opt_d, real, z):
+    G.train(), D.train()
+    fake = G(z)
+    opt_d.zero_grad()
+    rl, fl = D(real), D(fake.detach())
+    ld = d_loss(rl, fl)
+    ld.backward()
+    opt_d.step()
+    opt_g.zero_grad()
+    lg = g_loss(D(fake))
+    lg.backward()
+    opt_g.step()
+    return {"d_loss": ld.item(), "g_loss": lg.item(), "d_real": torch.sigmoid(rl.mean()).item(),
+            "d_fake": torch.sigmoid(fl.mean()).item()}
+
+
+def step_losses_swapped(G, D, opt_g, opt_d, real, z):
+    out = gan.train_step(G, D, opt_g, opt_d, real, z)
+    out["d_loss"], out["g_loss"] = out["g_loss"], out["d_loss"]
+    return out
+
+
 STEP_GALLERY = [
     ("missing detach", step_no_detach, "D step: no gradient leaks into G", "detach"),
     ("missing detach, G grads polluted", step_no_detach, "G step: gradient of g_loss through D", "detach"),
@@ -257,6 +383,12 @@ STEP_GALLERY = [
     ("G detached", step_g_detached, "G step: gradient of g_loss through D", "without .detach()"),
     ("logits logged", step_logits_logged, "returns d_loss, g_loss, d_real, d_fake", "probability"),
     ("saturating G loss", step_saturating, "G step: gradient of g_loss through D", "g_loss"),
+    ("d_real/d_fake swapped (H3)", step_swapped_probs, VALUES, "swapped"),
+    ("constants logged (H3)", step_constants, VALUES, "reference step"),
+    ("probabilities after D's update (H3)", step_post_update_probs, VALUES, "after its update"),
+    ("mean raw logits (H3)", step_raw_logit_means, VALUES, "raw logits"),
+    ("sigmoid of the mean logit", step_sigmoid_of_mean, VALUES, "mean of the probabilities"),
+    ("d_loss and g_loss swapped", step_losses_swapped, VALUES, "d_loss"),
 ]
 
 
@@ -278,6 +410,24 @@ def test_train_step_recomputing_fakes_accepted(accepts):
         opt_d.step()
         opt_g.zero_grad()
         lg = g_loss(D(G(z)))
+        lg.backward()
+        opt_g.step()
+        return {"d_loss": ld.item(), "g_loss": lg.item(), "d_real": torch.sigmoid(rl).mean().item(),
+                "d_fake": torch.sigmoid(fl).mean().item()}
+    accepts("gan.train_step", step)
+
+
+def test_train_step_fresh_noise_for_g_accepted(accepts):
+    """H9: drawing fresh z for the G step (Goodfellow et al. 2014, Algorithm 1) is a valid variant."""
+    def step(G, D, opt_g, opt_d, real, z):
+        G.train(), D.train()
+        opt_d.zero_grad()
+        rl, fl = D(real), D(G(z).detach())
+        ld = d_loss(rl, fl)
+        ld.backward()
+        opt_d.step()
+        opt_g.zero_grad()
+        lg = g_loss(D(G(torch.randn_like(z))))
         lg.backward()
         opt_g.step()
         return {"d_loss": ld.item(), "g_loss": lg.item(), "d_real": torch.sigmoid(rl).mean().item(),

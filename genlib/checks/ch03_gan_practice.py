@@ -40,6 +40,26 @@ def _scaled_copy(model, factor=10.0):
     return m
 
 
+def _spatial_trace(model, run):
+    """Run ``run()`` with hooks on every submodule; return [(module, in (H, W), out (H, W))] for
+    modules whose input and output are both 4-D feature maps."""
+    seen, hooks = [], []
+
+    def hook(m, inp, out):
+        if inp and torch.is_tensor(inp[0]) and inp[0].dim() == 4 and torch.is_tensor(out) and out.dim() == 4:
+            seen.append((m, tuple(inp[0].shape[-2:]), tuple(out.shape[-2:])))
+    for m in model.modules():
+        if m is not model:
+            hooks.append(m.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            run()
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
 def generator_check(name, ref, kind):
     spec = register(name, ref, f"{kind} generator: z (N, z_dim) → images (N, 1, 8, 8) in [-1, 1]")
 
@@ -110,11 +130,21 @@ def generator_check(name, ref, kind):
     if kind == "DCGAN":
         @spec.case("builds the image with (transposed) convolutions")
         def _(cls):
-            G = _build(cls, "generator")
-            if not any(isinstance(m, (nn.ConvTranspose2d, nn.Conv2d)) for m in G.modules()):
+            torch.manual_seed(0)
+            G = _build(cls, "generator", z_dim=16).eval()
+            seen = _spatial_trace(G, lambda: G(torch.randn(2, 16)))
+            if not any(isinstance(m, (nn.ConvTranspose2d, nn.Conv2d)) for m, _, _ in seen):
                 raise CheckFailure("a DCGAN generator reshapes the projected noise into a small "
                                    "feature map and grows it with transposed convolutions (or "
                                    "upsample + conv); yours has no convolution")
+            grows = any(o[0] > i[0] or o[1] > i[1] for m, i, o in seen
+                        if isinstance(m, (nn.ConvTranspose2d, nn.Upsample)))
+            small = any(i[0] < 8 or i[1] < 8 for m, i, _ in seen if isinstance(m, (nn.ConvTranspose2d, nn.Conv2d)))
+            if not (grows or small):
+                raise CheckFailure("every convolution in your generator works on full 8×8 maps: the "
+                                   "image is made by a dense layer and a convolution only polishes it. "
+                                   "DCGAN reshapes the projected noise to a small map (4×4) and grows it "
+                                   "with a stride-2 ConvTranspose2d (or nn.Upsample + Conv2d)")
     return spec
 
 
@@ -137,11 +167,28 @@ def discriminator_check(name, ref, kind):
     def _(cls):
         torch.manual_seed(0)
         D = _scaled_copy(_build(cls, "discriminator"), 5.0)
-        out = D(torch.rand(64, 1, 8, 8) * 2 - 1).detach()
+        x = torch.rand(64, 1, 8, 8) * 2 - 1
+        out = D(x).detach().view(-1)
         if out.min() >= 0 and out.max() <= 1:
             raise CheckFailure("your outputs stay in [0, 1] even with large weights: D ends in a "
                                "sigmoid. Return raw logits and use a loss computed from logits "
                                "(probabilities fed to a logit loss is the S4.7 mismatch)")
+        if out.min() >= -1 and out.max() <= 1:
+            raise CheckFailure("your outputs stay in [-1, 1] even with large weights: D ends in a "
+                               "tanh (the generator's last layer, copied?). A logit must be free to "
+                               "grow: with tanh, D(x) = σ(logit) is stuck in [0.27, 0.73]. End with "
+                               "the Linear layer")
+        # a raw logit is the last layer's output: adding c to that layer's bias adds c to every logit
+        last = [m for m in D.modules() if isinstance(m, (nn.Linear, nn.Conv2d)) and m.bias is not None]
+        if last:
+            with torch.no_grad():
+                last[-1].bias.add_(10.0)
+                shifted = D(x).detach().view(-1)
+            if not torch.allclose(shifted - out, torch.full_like(out, 10.0), atol=1e-3):
+                kind_ = "log-sigmoid (outputs ≤ 0)" if out.max() <= 0 else "a squashing function"
+                raise CheckFailure(f"something follows D's last linear layer — {kind_}: a logit must be "
+                                   "the last layer's raw output (shifting its bias by 10 should shift "
+                                   "every output by 10). Drop the final activation")
 
     @spec.case("gradient reaches the input image")
     def _(cls):
@@ -164,10 +211,35 @@ def discriminator_check(name, ref, kind):
     if kind == "DCGAN":
         @spec.case("downsamples with strided convolutions")
         def _(cls):
-            D = _build(cls, "discriminator")
-            if not any(isinstance(m, nn.Conv2d) for m in D.modules()):
+            D = _build(cls, "discriminator").eval()
+            seen = _spatial_trace(D, lambda: D(torch.rand(2, 1, 8, 8) * 2 - 1))
+            convs = [(m, i, o) for m, i, o in seen if isinstance(m, nn.Conv2d)]
+            if not convs:
                 raise CheckFailure("a DCGAN discriminator uses strided convolutions instead of "
                                    "pooling or a flat MLP; yours has no Conv2d")
+            pools = [type(m).__name__ for m in D.modules()
+                     if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d))]
+            if not any(o[0] < i[0] or o[1] < i[1] for _, i, o in convs):
+                extra = f" ({', '.join(pools)} does the downsampling)" if pools else ""
+                raise CheckFailure("none of your convolutions makes the feature map smaller"
+                                   f"{extra}: DCGAN replaced pooling by stride-2 convolutions, e.g. "
+                                   "Conv2d(1, ch, 4, stride=2, padding=1): 8×8 → 4×4")
+
+        @spec.case("each image's logit depends on that image alone (no batch norm)")
+        def _(cls):
+            torch.manual_seed(0)
+            D = _build(cls, "discriminator").train()
+            x = torch.rand(8, 1, 8, 8) * 2 - 1
+            y = x.clone()
+            y[1:] = torch.rand(7, 1, 8, 8) * 2 - 1
+            with torch.no_grad():
+                a, b = D(x).view(-1)[0], D(y).view(-1)[0]
+            if not torch.allclose(a, b, atol=1e-5):
+                bn = [type(m).__name__ for m in D.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+                what = f"your D has {bn[0]}" if bn else "something mixes the samples of a batch"
+                raise CheckFailure(f"in train mode, changing the other images of the batch changed image "
+                                   f"0's logit: {what}. This D has no batch norm, so each logit depends on "
+                                   "its own image only (and spectral norm can be added later)")
     return spec
 
 
@@ -183,10 +255,11 @@ class _Recorder(nn.Module):
 
     def __init__(self, d_in, d_out, act=None):
         super().__init__()
-        self.lin, self.act, self.modes = nn.Linear(d_in, d_out), act, []
+        self.lin, self.act, self.modes, self.inputs = nn.Linear(d_in, d_out), act, [], []
 
     def forward(self, x):
         self.modes.append(self.training)
+        self.inputs.append(x.detach().clone())
         y = self.lin(x.flatten(1))
         return self.act(y) if self.act is not None else y.view(-1)
 
@@ -209,15 +282,27 @@ class _SpySGD(torch.optim.SGD):
 Z, X = 3, 5
 
 
-def _expected_grads(G, D, real, z):
+def _g_noise(G, z):
+    """The noise of the G step: the z passed in, or fresh noise of the same shape that G last saw
+    (Goodfellow et al.'s Algorithm 1 samples new z for the G step: a valid variant)."""
+    last = G.inputs[-1] if G.inputs else z
+    if last.shape == z.shape and not torch.equal(last, z) and 0.3 < float(last.std()) < 3 \
+            and float((last - last[:1]).abs().max()) > 0:
+        return last
+    return z
+
+
+def _expected_grads(G, D, real, z, state):
     """The gradients each optimiser should hold when it steps, from the models' current state."""
     def fn(label):
         g, d = copy.deepcopy(G), copy.deepcopy(D)
-        fake = g(z)
         if label == "opt_d":
+            fake = g(z)
             loss, params = d_loss(d(real), d(fake.detach())), list(d.parameters())
         else:
-            loss, params = g_loss(d(fake)), list(g.parameters())
+            zg = _g_noise(G, z)
+            loss, params = g_loss(d(g(zg))), list(g.parameters())
+            state["g_loss_at_step"], state["fresh_z"] = loss.item(), zg is not z
         return list(torch.autograd.grad(loss, params))
     return fn
 
@@ -226,16 +311,31 @@ def _run_step(fn, calls=2, seed=0):
     """Run the learner's step ``calls`` times on tiny models in eval mode; return what happened."""
     torch.manual_seed(seed)
     G, D = _Recorder(Z, X, torch.tanh), _Recorder(X, 1)
+    with torch.no_grad():  # logits of a few units, so sigmoid(mean) and mean(sigmoid) differ clearly
+        D.lin.weight.mul_(4.0)
     G.eval(), D.eval()  # the step must switch them to train mode itself
     gen = torch.Generator().manual_seed(seed + 1)
     log, outs, state = [], [], {}
-    expected = lambda label: _expected_grads(G, D, state["real"], state["z"])(label)  # noqa: E731
+    expected = lambda label: _expected_grads(G, D, state["real"], state["z"], state)(label)  # noqa: E731
     opt_g = _SpySGD(G.parameters(), "opt_g", log, expected, G)
     opt_d = _SpySGD(D.parameters(), "opt_d", log, expected, G)
-    per_call = []
-    for _ in range(calls):
+    per_call, refs = [], []
+    for k in range(calls):
+        # unequal sizes on the second call: 8 real images, 6 noise vectors
         state["real"] = torch.rand(8, X, generator=gen) * 2 - 1
-        state["z"] = torch.randn(8, Z, generator=gen)
+        state["z"] = torch.randn(8 if k == 0 else 6, Z, generator=gen)
+        state.pop("g_loss_at_step", None)
+        # the reference step on a deep copy of the same state (models and optimisers)
+        g2, d2 = copy.deepcopy(G), copy.deepcopy(D)
+        o_g2, o_d2 = torch.optim.SGD(g2.parameters(), lr=0.1), torch.optim.SGD(d2.parameters(), lr=0.1)
+        o_g2.load_state_dict(opt_g.state_dict()), o_d2.load_state_dict(opt_d.state_dict())
+        with torch.no_grad():
+            before = {"real_logits": d2(state["real"]).view(-1), "fake_logits": d2(g2(state["z"])).view(-1)}
+        ref = gan.train_step(g2, d2, o_g2, o_d2, state["real"].clone(), state["z"].clone())
+        g2.eval(), d2.eval()
+        with torch.no_grad():
+            after = {"real_logits": d2(state["real"]).view(-1), "fake_logits": d2(g2(state["z"])).view(-1)}
+        G.inputs.clear()
         start = len(log)
         try:
             outs.append(fn(G, D, opt_g, opt_d, state["real"].clone(), state["z"].clone()))
@@ -247,8 +347,10 @@ def _run_step(fn, calls=2, seed=0):
                                    "(retain_graph=True would only hide the leak)") from None
             raise
         per_call.append(log[start:])
+        refs.append(dict(ref=ref, before=before, after=after, g_loss_at_step=state.get("g_loss_at_step"),
+                         fresh_z=state.get("fresh_z", False)))
         G.eval(), D.eval()  # as the notebook does when it samples between steps
-    return dict(G=G, D=D, outs=outs, per_call=per_call)
+    return dict(G=G, D=D, outs=outs, per_call=per_call, refs=refs)
 
 
 def _same(a, b, tol=1e-5):
@@ -276,6 +378,52 @@ def _(fn):
         if not 0 <= v <= 1:
             raise CheckFailure(f"{k} = {v:.3g} is not a probability: average sigmoid(logits), "
                                "the D(x) a reader can interpret")
+
+
+@spec.case("returned values match the reference step on a copy of the same state")
+def _(fn):
+    run = _run_step(fn)
+    for k, (out, info) in enumerate(zip(run["outs"], run["refs"])):
+        if not isinstance(out, dict) or {"d_loss", "g_loss", "d_real", "d_fake"} - set(out):
+            raise CheckFailure("return a dict with d_loss, g_loss, d_real, d_fake (see the first case)")
+        ref, before, after = info["ref"], info["before"], info["after"]
+        got = {key: float(out[key]) for key in ("d_loss", "g_loss", "d_real", "d_fake")}
+        want = dict(ref)
+        if info["fresh_z"] and info["g_loss_at_step"] is not None:
+            want["g_loss"] = info["g_loss_at_step"]  # your G step drew its own noise: its own loss
+        close = {key: abs(got[key] - want[key]) <= 1e-5 + 1e-4 * abs(want[key]) for key in want}
+        if all(close.values()):
+            continue
+
+        def near(v, w):
+            return abs(v - float(w)) <= 1e-5 + 1e-4 * abs(float(w))
+        sig = torch.sigmoid
+        where = f" (call {k + 1})"
+        if not (close["d_real"] and close["d_fake"]):
+            dr, df = got["d_real"], got["d_fake"]
+            if near(dr, want["d_fake"]) and near(df, want["d_real"]):
+                raise CheckFailure("you swapped d_real and d_fake: d_real is the mean D(x) on the real "
+                                   "batch, d_fake the mean D(G(z)) on the fakes" + where)
+            if near(dr, before["real_logits"].mean()) or near(df, before["fake_logits"].mean()):
+                raise CheckFailure("d_real / d_fake are means of raw logits: report probabilities, "
+                                   "torch.sigmoid(logits).mean()" + where)
+            if near(dr, sig(before["real_logits"].mean())) or near(df, sig(before["fake_logits"].mean())):
+                raise CheckFailure("you took the sigmoid of the mean logit; report the mean of the "
+                                   "probabilities, torch.sigmoid(logits).mean()" + where)
+            if near(dr, sig(after["real_logits"]).mean()) or near(df, sig(after["fake_logits"]).mean()):
+                raise CheckFailure("d_real / d_fake come from D after its update (or from the G step): "
+                                   "report the probabilities D gave in the D step, from the logits its "
+                                   "loss used" + where)
+            raise CheckFailure(f"d_real = {dr:.4f}, d_fake = {df:.4f} where the reference step on the same "
+                               f"state gives {want['d_real']:.4f}, {want['d_fake']:.4f}: the mean "
+                               "sigmoid of the real and of the fake logits of the D step" + where)
+        if not close["d_loss"]:
+            raise CheckFailure(f"d_loss = {got['d_loss']:.4f} where the reference step gives "
+                               f"{want['d_loss']:.4f}: return loss_d.item() of the loss you "
+                               "backpropagated in the D step" + where)
+        raise CheckFailure(f"g_loss = {got['g_loss']:.4f} where the reference step gives "
+                           f"{want['g_loss']:.4f}: return loss_g.item() of the G step's loss, computed "
+                           "through the updated D" + where)
 
 
 @spec.case("steps opt_d, then opt_g, once each")
@@ -326,7 +474,9 @@ def _(fn):
 
 @spec.case("G step: gradient of g_loss through D")
 def _(fn):
+    prev_g = None
     for k, calls in enumerate(_run_step(fn)["per_call"]):
+        leak = next((rec[3] for rec in calls if rec[0] == "opt_d"), None)  # G's grads when opt_d stepped
         for label, grads, want, _ in calls:
             if label != "opt_g":
                 continue
@@ -335,11 +485,23 @@ def _(fn):
                                    "fakes to D without .detach() (and zero_grad before backward, "
                                    "not after)")
             if all(_same(g, w) for g, w in zip(grads, want)):
+                prev_g = grads
                 continue
-            raise CheckFailure("G's gradient at opt_g.step() is not that of g_loss(D(G(z))): "
-                               "most likely it still holds gradient from the D step (the fakes "
-                               "were not detached there) or from the previous step — detach the "
-                               "fakes for D and call opt_g.zero_grad() right before the G backward")
+            if leak is not None and not _all_zero(leak) and all(
+                    _same(g, w + (0 if l is None else l)) for g, w, l in zip(grads, want, leak)):
+                raise CheckFailure("G's gradient at opt_g.step() is g_loss's plus what the D step left "
+                                   "in G: the fakes were not detached in the D step. Use "
+                                   "D(fake.detach()) there")
+            if prev_g is not None and all(
+                    _same(g, w + (0 if p is None else p)) for g, w, p in zip(grads, want, prev_g)):
+                raise CheckFailure("G's gradient at opt_g.step() also holds the previous step's "
+                                   "gradient: call opt_g.zero_grad() right before the G backward")
+            raise CheckFailure("G's gradient at opt_g.step() is not that of g_loss(D(G(z))) through "
+                               "the updated D, for the noise G last saw (the z passed in, or fresh "
+                               "noise if you drew some — both are fine). Check that the G step "
+                               "computes g_loss on D(G(z)) after opt_d.step(), with the "
+                               "non-saturating loss, that the fakes were detached in the D step "
+                               "and that opt_g.zero_grad() comes right before the G backward")
 
 
 @spec.case("both models in train mode during the step")
