@@ -26,12 +26,15 @@ def test_other_correct_forms_accepted(accepts):
         return float(np.sum(p * np.log(p * len(counts))))
 
     def pack_view(x, m):
+        if x.shape[0] % m:
+            raise ValueError(f"{x.shape[0]} samples do not split into groups of {m}")
         return x.view(x.shape[0] // m, -1, *x.shape[2:])
 
     def gp_expanded(critic, real, fake):
-        eps = torch.rand(len(real), *([1] * (real.dim() - 1))).expand_as(real)
+        eps = torch.rand(len(real), *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype).expand_as(real)
         x = (eps * real + (1 - eps) * fake).detach().requires_grad_()
-        g = torch.autograd.grad(critic(x), x, grad_outputs=torch.ones(len(x), 1), create_graph=True)[0]
+        out = critic(x)
+        g = torch.autograd.grad(out, x, grad_outputs=torch.ones_like(out), create_graph=True)[0]
         return ((g.reshape(len(x), -1).pow(2).sum(1).sqrt() - 1) ** 2).mean()
 
     accepts("modes.assign_modes", assign_loop)
@@ -98,6 +101,31 @@ def _pack_truncating(x, m):
     return x[:n].reshape(n // m, m * x.shape[1], *x.shape[2:])
 
 
+def _pack_reshape_error(x, m):  # H7: the old notebook solution, relies on reshape's RuntimeError
+    n = x.shape[0]
+    return x.reshape(n // m, m * x.shape[1], *x.shape[2:])
+
+
+def _pack_inferred(x, m):  # reshape(N // m, -1): (6, 2) with m = 4 silently becomes (1, 12)
+    return x.reshape(x.shape[0] // m, -1, *x.shape[2:])
+
+
+def _gp_eps(kind):
+    def fn(critic, real, fake):
+        n, shape = real.shape[0], (real.shape[0], *[1] * (real.dim() - 1))
+        kw = dict(device=real.device, dtype=real.dtype)
+        if kind == "half":  # H8: ε ~ U(0, 0.5)
+            e = torch.rand(*shape, **kw) / 2
+        elif kind == "linspace":  # H8: a fixed grid, the same at every call
+            e = torch.linspace(0, 1, n, **kw).view(shape)
+        else:  # "nodevice": the old notebook solution, ε on the default device and dtype
+            e = torch.rand(*shape)
+        x = (e * real.detach() + (1 - e) * fake.detach()).requires_grad_(True)
+        (g,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+        return ((g.flatten(1).norm(dim=1) - 1) ** 2).mean()
+    return fn
+
+
 def _pack_detached(x, m):
     return x.detach().reshape(x.shape[0] // m, m * x.shape[1], *x.shape[2:])
 
@@ -150,6 +178,14 @@ GALLERY = [
     ("detached", P, _pack_detached, "keeps gradients", "gradient"),
     ("drops the remainder", P, _pack_truncating, "a batch that is not a multiple of m is refused, not truncated",
      "dropped"),
+    ("relies on reshape's RuntimeError (H7)", P, _pack_reshape_error,
+     "a batch that is not a multiple of m is refused, not truncated", "ValueError"),
+    ("reshape(N // m, -1)", P, _pack_inferred, "a batch that is not a multiple of m is refused, not truncated",
+     "dropped"),
+    ("eps ~ U(0, 0.5) (H8)", G, _gp_eps("half"), "ε ~ U(0, 1), drawn afresh at each call", "uniform"),
+    ("eps a fixed linspace (H8)", G, _gp_eps("linspace"), "ε ~ U(0, 1), drawn afresh at each call", "same ε"),
+    ("eps without device/dtype (H8)", G, _gp_eps("nodevice"), "runs on the device and dtype of its inputs",
+     "device=real.device"),
     ("penalty at real points", G, _gp(at="real"), "evaluates the critic at random interpolates of real and fake",
      "real samples"),
     ("penalty at fake points", G, _gp(at="fake"), "evaluates the critic at random interpolates of real and fake",

@@ -181,13 +181,26 @@ def _(fn):
 
 @spec.case("a batch that is not a multiple of m is refused, not truncated")
 def _(fn):
-    try:
-        out = fn(torch.randn(7, 2), 2)
-    except Exception:  # ValueError like genlib's, or reshape's own RuntimeError: both refuse
-        return
-    raise CheckFailure(f"pack(7 samples, m=2) returned {tuple(out.shape) if torch.is_tensor(out) else out!r}: "
-                       "you dropped (or invented) samples; raise a ValueError when N is not a multiple "
-                       "of m, so a wrong batch size is caught instead of silently changing what D sees")
+    # sizes that reshape alone may or may not refuse: reshape(N // m, -1) turns (6, 2), m=4 into (1, 12)
+    other = None
+    for shape, m in (((7, 2), 2), ((6, 2), 4), ((6, 3, 4, 4), 4)):
+        try:
+            out = fn(torch.randn(*shape), m)
+        except ValueError:
+            continue
+        except Exception as e:
+            other = other or (shape, m, e)
+            continue
+        got = tuple(out.shape) if torch.is_tensor(out) else repr(out)
+        raise CheckFailure(f"pack(x of shape {shape}, m={m}) returned {got}: you dropped (or invented) "
+                           "samples; raise a ValueError when N is not a multiple of m, so a wrong batch "
+                           "size is caught instead of silently changing what D sees")
+    if other:
+        shape, m, e = other
+        raise CheckFailure(f"pack(x of shape {shape}, m={m}) raised {type(e).__name__} ({str(e)[:60]}…): "
+                           "refusing is right, but check N % m yourself and raise a ValueError that "
+                           "names N and m, rather than rely on reshape's error (which some shapes "
+                           "do not trigger)")
 
 
 @spec.case("keeps gradients")
@@ -266,6 +279,48 @@ def _(fn):
     t = _segments(real, fake, critic.seen)
     if t.std() < 1e-3:
         raise CheckFailure("every sample got the same ε: draw one ε ~ U(0, 1) per sample")
+
+
+@spec.case("ε ~ U(0, 1), drawn afresh at each call")
+def _(fn):
+    g = torch.Generator().manual_seed(4)
+    real, fake = torch.randn(4096, 2, generator=g) + 3, torch.randn(4096, 2, generator=g) - 3
+    ts = []
+    for _ in range(2):
+        critic = _Recorder((2,))
+        fn(critic, real, fake)
+        ts.append(_segments(real, fake, critic.seen))
+    if torch.allclose(ts[0], ts[1]):
+        raise CheckFailure("two calls used the same ε: draw it at random each call, torch.rand(N, 1, …) "
+                           "(a fixed grid such as linspace is not a random interpolate)")
+    t = ts[0].sort().values.double()
+    ks = float((t - (torch.arange(1, len(t) + 1, dtype=torch.float64) - 0.5) / len(t)).abs().max())
+    if ks > 0.05:  # Kolmogorov–Smirnov distance; 0.05 is ≈ 3× the 1e-6 critical value at N = 4096
+        raise CheckFailure(f"your ε do not look uniform on [0, 1] (KS distance {ks:.2f}; mean {t.mean():.2f}, "
+                           f"range {t.min():.2f}–{t.max():.2f}): use ε = torch.rand(N, 1, …), uniform on "
+                           "the whole segment (not randn, not rand / 2)")
+
+
+@spec.case("runs on the device and dtype of its inputs")
+def _(fn):
+    # the meta device stands in for a GPU: a tensor made without device=real.device lands on the CPU
+    for device, dtype in (("meta", torch.float32), ("cpu", torch.bfloat16)):
+        real = torch.randn(8, 2, device=device, dtype=dtype)
+        fake = torch.randn(8, 2, device=device, dtype=dtype)
+        critic = _Linear(torch.tensor([0.6, 0.8], device=device, dtype=dtype))
+        try:
+            out = fn(critic, real, fake)
+        except RuntimeError as e:
+            if "device" in str(e):
+                raise CheckFailure("your penalty fails when the batch is on another device (a GPU): "
+                                   "create ε on the inputs' device and dtype, torch.rand(N, 1, …, "
+                                   "device=real.device, dtype=real.dtype)") from None
+            raise
+        if not torch.is_tensor(out) or out.device.type != device or out.dtype != dtype:
+            got = f"{out.dtype} on {out.device}" if torch.is_tensor(out) else type(out).__name__
+            raise CheckFailure(f"for {dtype} inputs on {device} your penalty is {got}: ε was made with the "
+                               "default dtype/device and promoted the interpolates; use torch.rand(N, 1, …, "
+                               "device=real.device, dtype=real.dtype)")
 
 
 @spec.case("closed form for a linear critic (2-D points)")
