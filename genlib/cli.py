@@ -34,7 +34,8 @@ def _grade(args) -> int:
             print(f"no such notebook: {nb}", file=sys.stderr)
             return 2
         result = notebooks.grade(nb, timeout=args.timeout, budget=args.budget,
-                                 reference=args.reference)
+                                 reference=args.reference, exercise_timeout=args.exercise_timeout,
+                                 memory_mb=args.memory_mb)
         print(notebooks.format_grade(result))
         all_csv.append(notebooks.format_grade(result, as_csv=True))
     if args.csv:
@@ -83,6 +84,10 @@ def _add_grade(p):
     p.add_argument("--timeout", type=int, default=600, help="seconds per notebook (default 600)")
     p.add_argument("--budget", default="smoke", choices=["smoke", "default", "gpu"])
     p.add_argument("--reference", help="pristine notebook that lists the exercises")
+    p.add_argument("--exercise-timeout", type=int, default=60,
+                   help="seconds for judging one exercise, in its worker (default 60)")
+    p.add_argument("--memory-mb", type=int, default=4096,
+                   help="memory a worker may allocate beyond torch itself (default 4096)")
     p.add_argument("--csv", help="also write the table to this CSV file")
 
 

@@ -7,8 +7,9 @@ A *check* is a named list of small behavioural tests (``Case``) plus the referen
 * genlib's reference (saying so) when a case fails or the exercise is not done yet, so the rest
   of the notebook still runs.
 
-It never raises at the learner. In grading mode (``GENLIB_GRADING=1``) fallbacks are off: the
-learner's function is returned whatever happened, and the submission is saved for the grader,
+It never raises at the learner. In grading mode (``GENLIB_GRADING=1``) the first ``check`` of
+each exercise is the submission: fallbacks are off for it (the learner's function is returned
+whatever happened) and it is saved for the grader,
 which re-runs the checks in its own process, calling the learner's function in a separate worker
 (see ``genlib.grading`` and ``genlib.notebooks.grade``). The report printed here is for the
 learner only; the grader never reads it.
@@ -186,10 +187,10 @@ def check(name: str, fn: Any, *, quiet: bool = False) -> Any:
         return fn
     if grading():
         from genlib.grading.submission import save_submission
-        save_submission(name, fn)
-        if not quiet:
-            print(report.text())
-        return fn
+        if save_submission(name, fn):  # the graded submission: no fallback to the reference
+            if not quiet:
+                print(report.text())
+            return fn
     if not quiet or not report.passed:
         print(report.text())
     if report.passed:

@@ -163,13 +163,6 @@ def execute(path: Path | str, out: Path | str | None = None, timeout: int = 600,
 
 
 # ----------------------------------------------------------------------------- grading
-def save_submission(name: str, fn) -> None:
-    """Kept for old imports: see :func:`genlib.grading.submission.save_submission`."""
-    from genlib.grading.submission import save_submission as save
-
-    save(name, fn)
-
-
 def expected_exercises(nb: nbformat.NotebookNode) -> list[str]:
     """Exercise names in the order of the ``check("name", ...)`` calls in a notebook."""
     names = []
