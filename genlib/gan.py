@@ -31,7 +31,8 @@ def optimal_discriminator(p_data: torch.Tensor, p_g: torch.Tensor) -> torch.Tens
     It maximises p_data·log D + p_g·log(1 − D) pointwise: a·log D + b·log(1 − D) peaks at a/(a+b).
     """
     total = p_data + p_g
-    return torch.where(total > 0, p_data / total.clamp_min(1e-300), torch.full_like(total, 0.5))
+    tiny = torch.finfo(total.dtype).tiny  # avoids 0/0 where total = 0 (masked by the where anyway)
+    return torch.where(total > 0, p_data / total.clamp_min(tiny), torch.full_like(total, 0.5))
 
 
 def value_function(d: torch.Tensor, p_data: torch.Tensor, p_g: torch.Tensor, dx: float) -> float:
@@ -78,18 +79,32 @@ def fit_discriminator_1d(sample_data: Callable[[int], torch.Tensor],
 
 
 def bilinear_game(x0: float = 1.0, y0: float = 1.0, lr: float = 0.1, steps: int = 100,
-                  alternating: bool = False) -> torch.Tensor:
+                  alternating: bool = False, extragradient: bool = False) -> torch.Tensor:
     """Gradient play on min_x max_y f = x·y; returns the trajectory (steps + 1, 2).
 
     Simultaneous: both players step from the same point, (x, y) ← (x − lr·y, y + lr·x): the norm
-    grows by √(1 + lr²) every step — an outward spiral. Alternating: y steps after seeing the new
-    x; the orbit stays bounded and cycles. Neither converges to the equilibrium (0, 0).
-    Gradients come from autograd, exactly as in a GAN's training loop.
+    grows by √(1 + lr²) every step — an outward spiral, for any step size. Alternating: x steps
+    first and y sees the new x (the G-then-D order; a D-then-G loop is the mirror image); the orbit
+    stays bounded (the update matrix has determinant 1) and cycles. Neither converges to the
+    equilibrium (0, 0); the running *average* of the alternating iterates does.
+    ``extragradient``: each player first takes a look-ahead step, then steps from the original point
+    with the gradient at the look-ahead point (Korpelevich 1976): the norm shrinks by
+    √(1 − lr² + lr⁴) per step, so it converges. Gradients come from autograd, as in a GAN's loop.
     """
     x = torch.tensor(float(x0), dtype=torch.float64, requires_grad=True)
     y = torch.tensor(float(y0), dtype=torch.float64, requires_grad=True)
     path = [(x0, y0)]
     for _ in range(steps):
+        if extragradient:
+            gx, gy = torch.autograd.grad(x * y, (x, y))
+            xh = (x - lr * gx).detach().requires_grad_(True)   # look-ahead point
+            yh = (y + lr * gy).detach().requires_grad_(True)
+            gxh, gyh = torch.autograd.grad(xh * yh, (xh, yh))
+            with torch.no_grad():
+                x -= lr * gxh
+                y += lr * gyh
+            path.append((x.item(), y.item()))
+            continue
         gx, = torch.autograd.grad(x * y, x)               # ∂f/∂x = y, x descends
         if alternating:
             with torch.no_grad():
@@ -141,8 +156,13 @@ class EMA:
     """Exponential moving average of a model's weights: ``ema = EMA(G, 0.999)``; ``ema.update(G)``.
 
     ``ema.model`` is a frozen copy in eval mode whose parameters track
-    θ_ema ← d·θ_ema + (1 − d)·θ, with d warmed up as min(decay, (1 + t)/(10 + t)) so a short run
-    is not dominated by the random initial weights. Buffers (batch-norm statistics) are copied.
+    θ_ema ← d·θ_ema + (1 − d)·θ, with d warmed up as d_t = min(decay, (1 + t)/(10 + t)) so a short
+    run is not dominated by the random initial weights. The warm-up reaches ``decay`` only after
+    t = (10·decay − 1)/(1 − decay) updates (8,991 for 0.999, 891 for 0.99); before that the
+    effective averaging window is about 1/(1 − d_t) ≈ (10 + t)/9 updates (≈ 330 at t = 3,000).
+    Floating-point buffers (batch-norm running mean and variance) are averaged the same way, so
+    they describe the averaged weights' activations roughly rather than the raw model's; integer
+    buffers (batch counters) are copied.
     """
 
     def __init__(self, model: nn.Module, decay: float = 0.999):
@@ -158,7 +178,10 @@ class EMA:
         for pe, p in zip(self.model.parameters(), model.parameters()):
             pe.lerp_(p.detach(), 1 - d)
         for be, b in zip(self.model.buffers(), model.buffers()):
-            be.copy_(b)
+            if be.is_floating_point():
+                be.lerp_(b, 1 - d)
+            else:
+                be.copy_(b)
 
 
 def train_gan(G: nn.Module, D: nn.Module, data: torch.Tensor, steps: int, z_dim: int,
@@ -171,8 +194,9 @@ def train_gan(G: nn.Module, D: nn.Module, data: torch.Tensor, steps: int, z_dim:
 
     Toolkit switches: ``betas`` (β1 = 0.5 is the DCGAN choice), ``lr_d`` ≠ ``lr_g`` (TTUR),
     ``d_loss_fn`` (e.g. label smoothing), ``ema`` (updated after every step), spectral norm lives
-    in the model. ``lr_decay`` anneals both learning rates linearly to 0, which lets the samples
-    settle instead of orbiting the data. ``callback(step)`` runs every ``every`` steps and after
+    in the model. ``lr_decay`` anneals both learning rates linearly to 0, so the last steps make
+    ever smaller changes (it freezes the iterate wherever it is then; it does not by itself make
+    the game converge — chapter 02 §6). ``callback(step)`` runs every ``every`` steps and after
     the last step.
     Returns a History with d_loss, g_loss, d_real, d_fake per step.
     """

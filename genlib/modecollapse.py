@@ -138,7 +138,7 @@ class MinibatchStd(nn.Module):
     """
 
     def forward(self, h):
-        s = h.std(dim=0, unbiased=False).mean()
+        s = h.std(dim=0, correction=0).mean()
         return torch.cat([h, s.expand(h.shape[0], 1)], dim=1)
 
 
@@ -169,7 +169,8 @@ def mlp(d_in: int, d_out: int, hidden: int, depth: int, act=nn.ReLU, linear=nn.L
 
 @dataclass
 class GANConfig:
-    """One 2-D GAN experiment. ``loss``: "gan" (non-saturating) or "wgan-gp"."""
+    """One 2-D GAN experiment. ``loss``: "gan" (non-saturating), "hinge" (SN-GAN's hinge loss) or
+    "wgan-gp". ``d_gain`` multiplies D's output logit (a fixed gain after a Lipschitz critic)."""
     dataset: str = "ring"
     loss: str = "gan"
     pack: int = 1
@@ -185,6 +186,7 @@ class GANConfig:
     n_critic: int = 1
     ema: float = 0.0  # > 0: samples come from an exponential moving average of G's weights (gan.EMA)
     gp_weight: float = 10.0
+    d_gain: float = 1.0
     z_dim: int = 2
     g_hidden: int = 256
     g_depth: int = 3
@@ -198,7 +200,7 @@ class GANConfig:
 
 
 def describe(cfg: GANConfig) -> str:
-    parts = ["WGAN-GP" if cfg.loss == "wgan-gp" else "GAN"]
+    parts = [{"wgan-gp": "WGAN-GP", "hinge": "hinge GAN"}.get(cfg.loss, "GAN")]
     if cfg.pack > 1:
         parts = [f"PacGAN{cfg.pack}"] if cfg.loss == "gan" else parts + [f"pack {cfg.pack}"]
     if cfg.spectral_norm:
@@ -207,6 +209,8 @@ def describe(cfg: GANConfig) -> str:
         parts.append("mb-std")
     if cfg.mode_seeking:
         parts.append("mode-seeking")
+    if cfg.d_gain != 1:
+        parts.append(f"D gain {cfg.d_gain:g}")
     return " + ".join(parts)
 
 
@@ -236,6 +240,8 @@ def build_models(cfg: GANConfig):
     g = mlp(cfg.z_dim, 2, cfg.g_hidden, cfg.g_depth)
     d = mlp(2 * cfg.pack, 1, cfg.d_hidden, cfg.d_depth, act=lambda: nn.LeakyReLU(0.2),
             linear=SNLinear if cfg.spectral_norm else nn.Linear, mbstd=cfg.mbstd)
+    if cfg.d_gain != 1:
+        d = nn.Sequential(*d, Scale(cfg.d_gain))
     scale = data_scale(cfg)
     if scale != 1:
         g, d = nn.Sequential(g, Scale(scale)), nn.Sequential(Scale(1 / scale), d)
@@ -320,7 +326,7 @@ class SeedMinibatchStd(nn.Module):
     """``MinibatchStd`` per seed: ``(S, N, F)`` → ``(S, N, F+1)``, the std taken over each seed's batch."""
 
     def forward(self, h):
-        s = h.std(dim=1, unbiased=False).mean(dim=1)  # (S,)
+        s = h.std(dim=1, correction=0).mean(dim=1)  # (S,)
         return torch.cat([h, s.view(-1, 1, 1).expand(h.shape[0], h.shape[1], 1)], dim=2)
 
 
@@ -384,6 +390,8 @@ def _d_step(cfg, g, d, opt_d, real, z):
         critic = lambda x: d(_pack_seeds(x.view(real.shape), cfg.pack)).reshape(-1)  # noqa: E731
         loss = fake_l.mean() - real_l.mean() + cfg.gp_weight * gradient_penalty(
             critic, real.reshape(flat, -1), fake.reshape(flat, -1))
+    elif cfg.loss == "hinge":
+        loss = losses.hinge_d_loss(real_l.reshape(-1), fake_l.reshape(-1))
     else:
         loss = losses.d_loss(real_l.reshape(-1), fake_l.reshape(-1))
     opt_d.zero_grad(set_to_none=True)
@@ -398,7 +406,7 @@ def _g_step(cfg, g, d, opt_g, z):
     d.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
     logits = d(_pack_seeds(fake, cfg.pack)).reshape(-1)
     d.requires_grad_(True)
-    loss = n_seeds * (-logits.mean() if cfg.loss == "wgan-gp" else losses.g_loss(logits))
+    loss = n_seeds * (-logits.mean() if cfg.loss in ("wgan-gp", "hinge") else losses.g_loss(logits))
     if cfg.mode_seeking:
         half = cfg.batch // 2  # pair sample i with sample i + half, within each seed
         loss = loss + cfg.mode_seeking * sum(

@@ -150,7 +150,9 @@ class SelfAttention2d(nn.Module):
     """SAGAN's self-attention (Zhang et al. 2019) for a feature map x: (N, C, H, W) → same shape.
 
     Every position attends to every other: queries, keys and values are 1×1 convolutions,
-    attention weights softmax(QᵀK) over the H·W positions, and the result is added back through a
+    attention weights softmax(QᵀK/√k) over the H·W positions (the 1/√k scaling of Vaswani et al.
+    2017; SAGAN itself uses softmax(QᵀK) unscaled — ``F.scaled_dot_product_attention`` is the
+    fused equivalent of this scaled form), and the result is added back through a
     learned gate γ that starts at 0, so the block begins as the identity and the network decides
     how much long-range mixing to use. This — not a classifier applied to the noise — is what
     "attention in a GAN" means.

@@ -104,3 +104,35 @@ def test_train_gan_learns_a_gaussian_mean():
     assert (s.mean(0) - torch.tensor([2.0, -1.0])).norm() < 0.3
     assert len(hist["d_loss"]) == 400
     assert G.training  # sample() restores the mode
+
+
+def test_bilinear_game_averaging_and_extragradient_converge():
+    """Chapter 02 §6: the running average of the alternating iterates and extragradient reach (0, 0);
+    a decaying step size does not (simultaneous steps grow by ∏√(1 + η_t²) for any η_t > 0)."""
+    alt = gan.bilinear_game(1.0, 1.0, lr=0.1, steps=2000, alternating=True)
+    avg = alt.cumsum(0) / torch.arange(1, len(alt) + 1, dtype=alt.dtype).unsqueeze(1)
+    assert alt[-200:].norm(dim=1).min() > 0.8 * alt[0].norm()      # the iterates keep cycling
+    assert avg[-1].norm() < 0.02 * alt[0].norm()                    # their average converges
+    eg = gan.bilinear_game(1.0, 1.0, lr=0.1, steps=2000, extragradient=True)
+    r = eg.norm(dim=1)
+    assert r[-1] < 1e-3 * r[0]
+    assert abs(r[1] / r[0] - math.sqrt(1 - 0.01 + 1e-4)) < 1e-6    # √(1 − lr² + lr⁴) per step
+
+
+def test_ema_averages_batchnorm_statistics():
+    """E8: the averaged model's BN running stats follow the raw model's with the same decay, not a copy."""
+    torch.manual_seed(0)
+    G = models.DCGANGenerator(z_dim=4, ch=4)
+    ema = gan.EMA(G, decay=0.5)
+    before = [b.clone() for b in ema.model.buffers()]
+    with torch.no_grad():
+        for b in G.buffers():
+            if b.is_floating_point():
+                b.add_(1.0)
+    ema.update(G)  # first update: d = min(0.5, 2/11) = 2/11
+    d = 2 / 11
+    for b0, be, b in zip(before, ema.model.buffers(), G.buffers()):
+        if b.is_floating_point():
+            assert torch.allclose(be, d * b0 + (1 - d) * b, atol=1e-6)
+        else:
+            assert torch.equal(be, b)

@@ -109,7 +109,8 @@ def test_mode_seeking_loss_rewards_spread():
 
 
 @pytest.mark.parametrize("kw", [{}, {"pack": 2}, {"loss": "wgan-gp"}, {"spectral_norm": True},
-                                {"mbstd": True}, {"mode_seeking": 1.0}])
+                                {"mbstd": True}, {"mode_seeking": 1.0},
+                                {"spectral_norm": True, "loss": "hinge"}, {"spectral_norm": True, "d_gain": 10.0}])
 def test_every_remedy_trains(kw):
     cfg = mc.GANConfig(steps=20, batch=32, g_hidden=16, d_hidden=16, n_eval=200, **kw)
     _, r1 = mc.train_2d(cfg, eval_every=10, snapshot_steps=(10,))
@@ -123,6 +124,36 @@ def test_describe_names_the_remedy():
     assert mc.GANConfig(pack=2).label() == "PacGAN2"
     assert mc.GANConfig(loss="wgan-gp").label() == "WGAN-GP"
     assert mc.GANConfig(spectral_norm=True, mbstd=True).label() == "GAN + SN + mb-std"
+    assert mc.GANConfig(spectral_norm=True, loss="hinge", d_gain=10).label() == "hinge GAN + SN + D gain 10"
+
+
+def test_d_gain_multiplies_the_logit_and_hinge_loss_is_used():
+    """The chapter-04 experiments on Lipschitz critics: a fixed output gain, and the hinge loss."""
+    cfg = mc.GANConfig(g_hidden=8, d_hidden=8, spectral_norm=True)
+    torch.manual_seed(0)
+    _, d1 = mc.build_models(cfg)
+    torch.manual_seed(0)
+    _, d10 = mc.build_models(dataclasses.replace(cfg, d_gain=10.0))
+    x = torch.randn(5, 2)
+    d1.eval(), d10.eval()
+    assert torch.allclose(d10(x), 10 * d1(x), atol=1e-5)
+    g, d = mc.build_models(dataclasses.replace(cfg, loss="hinge", batch=8))
+    opt = torch.optim.SGD(d.parameters(), lr=0.0)
+    real, z = torch.randn(1, 8, 2), torch.randn(1, 8, 2)
+    sg, sd = mc.stack_seeds([g]), mc.stack_seeds([d])
+    opt = torch.optim.SGD(sd.parameters(), lr=0.0)
+    captured = {}
+    orig = mc.losses.hinge_d_loss
+
+    def spy(r, f):
+        captured["hinge"] = True
+        return orig(r, f)
+    mc.losses.hinge_d_loss = spy
+    try:
+        mc._d_step(dataclasses.replace(cfg, loss="hinge", batch=8), sg, sd, opt, real, z)
+    finally:
+        mc.losses.hinge_d_loss = orig
+    assert captured.get("hinge")
 
 
 def test_stacked_modes_on_real_stacked_digits():
