@@ -4,7 +4,11 @@ Trains the vanilla GAN and the remedies of ``genlib.modecollapse`` on ``ring`` a
 stacked digits with ``--stacked``) over several seeds, and prints a markdown table — mean ±
 standard error — beside the published rows. Results go to ``results/bench_modes.{json,md}``
 (``results/bench_stacked.*``); ``--update-readme`` pastes the table between the README's
-``<!-- bench-modes:start -->`` / ``<!-- bench-modes:end -->`` markers.
+``<!-- bench-modes:start -->`` / ``<!-- bench-modes:end -->`` markers. Only the full run writes
+there by default: ``--quick`` and partial runs (fewer seeds, other steps, a subset of methods or
+datasets) write to ``results/quick/`` (gitignored) unless ``--out`` names a folder, and refuse
+``--update-readme``, so the committed 55-minute table is never replaced by accident;
+``--overwrite-results`` says that you mean it.
 
     genlib bench modes --quick          # a few minutes: ring, GAN vs PacGAN2, one seed, short runs
     genlib bench modes --runs 5         # the full table
@@ -26,6 +30,7 @@ from genlib import modecollapse as mc
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results"
+QUICK_RESULTS = RESULTS / "quick"  # quick and partial runs land here (gitignored), never over the committed table
 
 # The architecture and optimiser every 2-D method shares, sized so that five seeds of every method
 # fit in an hour on two CPU cores: 3×128 MLPs, 2-d latent, Adam (β1 = 0.5) with its learning rate
@@ -291,10 +296,31 @@ def _add_arguments(p):
     p.add_argument("--stacked-steps", type=int, default=None, help="steps per stacked run (default 3000)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once, one process each (default 1)")
-    p.add_argument("--out", default=str(RESULTS), help="folder for the JSON and markdown results")
+    p.add_argument("--out", default=None,
+                   help=f"folder for the JSON and markdown results (default: {RESULTS.name}/ for the full run, "
+                        f"{RESULTS.name}/{QUICK_RESULTS.name}/ for --quick or partial runs)")
     p.add_argument("--update-readme", action="store_true", help="paste the tables into README.md")
+    p.add_argument("--overwrite-results", action="store_true",
+                   help="let a quick or partial run write to results/ and the README (replacing the committed tables)")
     p.add_argument("--render-only", action="store_true",
                    help="do not train: rebuild the markdown (and README) from the saved JSON")
+
+
+def output_folder(args) -> tuple[Path, bool]:
+    """``(folder, partial)``: where this invocation writes, and whether it is a quick/partial run.
+
+    Only the full run (default seeds, steps, methods and datasets) writes to ``results/`` unless
+    ``--out`` or ``--overwrite-results`` says otherwise; every other run goes to ``results/quick/``.
+    """
+    quick = args.quick or args.budget == "quick"
+    partial = quick or (args.runs not in (None, 5)) or args.steps is not None or args.stacked_steps is not None \
+        or (args.methods is not None and args.methods.split(",") != DEFAULT_METHODS) \
+        or (args.datasets is not None and args.datasets.split(",") != ["ring", "grid"])
+    if args.out is not None:
+        return Path(args.out), partial
+    if args.render_only or not partial or args.overwrite_results:
+        return RESULTS, partial
+    return QUICK_RESULTS, partial
 
 
 def _run(args) -> int:
@@ -303,9 +329,17 @@ def _run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     quick = args.quick or args.budget == "quick"
-    out = Path(args.out)
+    out, partial = output_folder(args)
+    if partial and not args.render_only and args.update_readme and not args.overwrite_results:
+        print("refusing --update-readme for a quick or partial run: the README's table is the full run's "
+              "(add --overwrite-results if you mean to replace it)", file=sys.stderr)
+        return 2
     command = "genlib bench " + " ".join(sys.argv[2:] if len(sys.argv) > 2 else [args.what])
     if args.render_only:
+        if args.update_readme and out.resolve() != RESULTS.resolve() and not args.overwrite_results:
+            print(f"refusing --update-readme from {out}: the README shows {RESULTS}'s tables "
+                  "(add --overwrite-results if you mean to replace them)", file=sys.stderr)
+            return 2
         texts = {}
         for stem, key, fn in (("bench_modes", "bench-modes", markdown_modes),
                               ("bench_stacked", "bench-stacked", markdown_stacked)):

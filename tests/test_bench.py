@@ -106,3 +106,45 @@ def test_committed_bench_meets_the_targets_and_is_what_the_readme_shows():
     md = bench.markdown_modes(res)
     assert (bench.RESULTS / "bench_modes.md").read_text() == md
     assert f"<!-- bench-modes:start -->\n{md}<!-- bench-modes:end -->" in readme
+
+
+def _args(*argv):
+    import argparse
+
+    p = argparse.ArgumentParser()
+    bench._add_arguments(p)
+    return p.parse_args(["modes", *argv])
+
+
+def test_only_the_full_run_writes_to_results():
+    assert bench.output_folder(_args()) == (bench.RESULTS, False)
+    assert bench.output_folder(_args("--runs", "5", "--methods", ",".join(bench.DEFAULT_METHODS))) == (bench.RESULTS, False)
+    for argv in (["--quick"], ["--budget", "quick"], ["--runs", "2"], ["--steps", "500"], ["--methods", "GAN"],
+                 ["--datasets", "ring"], ["--stacked-steps", "100"]):
+        assert bench.output_folder(_args(*argv)) == (bench.QUICK_RESULTS, True), argv
+    assert bench.output_folder(_args("--quick", "--overwrite-results")) == (bench.RESULTS, True)
+    assert bench.output_folder(_args("--quick", "--out", "elsewhere"))[0].name == "elsewhere"
+    assert bench.output_folder(_args("--render-only"))[0] == bench.RESULTS
+
+
+def test_quick_run_leaves_the_committed_results_alone(tmp_path, monkeypatch):
+    """Issue 13: a newcomer's --quick run once replaced the committed 55-minute table."""
+    from genlib.cli import main
+
+    results = tmp_path / "results"
+    results.mkdir()
+    committed = '{"committed": true}\n'
+    (results / "bench_modes.json").write_text(committed)
+    monkeypatch.setattr(bench, "RESULTS", results)
+    monkeypatch.setattr(bench, "QUICK_RESULTS", results / "quick")
+    assert main(["bench", "modes", "--quick", "--steps", "20", "--threads", "1"]) == 0
+    assert (results / "bench_modes.json").read_text() == committed
+    assert json.loads((results / "quick" / "bench_modes.json").read_text())["steps"] == {"ring": 20}
+    # the README's table is refused to a partial run, and nothing is written
+    readme_before = (bench.ROOT / "README.md").read_text()
+    assert main(["bench", "modes", "--quick", "--steps", "20", "--update-readme"]) == 2
+    assert (bench.ROOT / "README.md").read_text() == readme_before
+    assert main(["bench", "modes", "--render-only", "--out", str(results / "quick"), "--update-readme"]) == 2
+    # told explicitly, it does overwrite
+    assert main(["bench", "modes", "--quick", "--steps", "20", "--threads", "1", "--overwrite-results"]) == 0
+    assert json.loads((results / "bench_modes.json").read_text())["steps"] == {"ring": 20}
