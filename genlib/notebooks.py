@@ -210,8 +210,7 @@ def grade(path: Path | str, timeout: int = 600, budget: str = "smoke",
     zygote = None
     try:
         with tempfile.TemporaryDirectory(prefix="genlib-grade-") as tmp:
-            deny = [str(judge.PKG_DIR), str(ROOT / "solutions"), str(ROOT / "notebooks"),
-                    str(ROOT / "tests"), tmp]
+            deny = [str(ROOT / "solutions"), str(ROOT / "notebooks"), str(ROOT / "tests"), tmp]
             try:  # started now, so it imports genlib before the notebook could touch any file
                 zygote = judge.Zygote(deny, memory_mb * 2 ** 20)
             except RuntimeError:

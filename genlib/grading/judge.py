@@ -90,8 +90,10 @@ def _exception(err: dict) -> Exception:
 class Zygote:
     """A fresh interpreter with torch and genlib imported, forking one worker per exercise."""
 
-    def __init__(self, deny_read: list[str], memory_bytes: int, start_timeout: float = 120):
+    def __init__(self, deny_read: list[str], memory_bytes: int, start_timeout: float = 120,
+                 deny_source: list[str] = (str(PKG_DIR),)):
         self.deny_read = [str(p) for p in deny_read]
+        self.deny_source = [str(p) for p in deny_source]
         self.memory_bytes = memory_bytes
         self.root = tempfile.mkdtemp(prefix="genlib-worker-")
         os.chmod(self.root, 0o755)
@@ -122,7 +124,7 @@ class Zygote:
         os.mkdir(workdir, 0o700)
         req = {"exercise": exercise, "reference": list(reference), "workdir": workdir,
                "memory_bytes": self.memory_bytes, "cpu_seconds": int(timeout) + 5,
-               "deny_read": self.deny_read + [self.root]}
+               "deny_read": self.deny_read + [self.root], "deny_source": self.deny_source}
         mine, theirs = socket.socketpair()
         try:
             socket.send_fds(self.ctl, [json.dumps(req).encode()], [theirs.fileno()])
@@ -158,6 +160,7 @@ class Session:
         self.sock, self.pid, self.deadline, self.workdir = sock, pid, deadline, workdir
         self.dead: Abort | None = None
         self.ids = 0
+        self.callbacks: list = []
         hello, _ = self._recv()
         if not hello.get("ok"):
             err = hello.get("error", {})
@@ -198,10 +201,35 @@ class Session:
             self.sock.sendall(wire.pack(header, blobs))
         except OSError:
             self._die(WorkerGone("the worker process ended"))
-        reply, rblobs = self._recv()
-        if not isinstance(reply.get("ok"), bool):
-            self._die(WorkerGone("the worker sent a malformed reply"))
-        return reply, rblobs
+        while True:
+            reply, rblobs = self._recv()
+            if reply.get("op") == "callback":  # the learner's code calls a function of the check
+                self._callback(reply, rblobs)
+                continue
+            if not isinstance(reply.get("ok"), bool):
+                self._die(WorkerGone("the worker sent a malformed reply"))
+            return reply, rblobs
+
+    def _callback(self, req: dict, rblobs: list) -> None:
+        """Run the check's own callable here, on the plain data the worker sent; reply with plain
+        data. It is genlib's code (e.g. a velocity field that records where it was evaluated), so
+        what it records stays in the judge, out of the learner's reach."""
+        blobs: list = []
+        try:
+            fn = self.callbacks[int(req.get("cb"))]
+            args, kwargs = wire.decode(req.get("args"), rblobs, grad=False)
+            with torch.no_grad():
+                out = fn(*args, **kwargs)
+            reply = {"ok": True, "out": wire.encode(out, blobs)}
+        except Abort:
+            raise
+        except BaseException as e:  # noqa: BLE001 - goes back to the learner's code as an error
+            blobs = []
+            reply = {"ok": False, "error": {"type": type(e).__name__, "message": str(e)[:500]}}
+        try:
+            self.sock.sendall(wire.pack(reply, blobs))
+        except OSError:
+            self._die(WorkerGone("the worker process ended"))
 
     def kill(self) -> None:
         try:
@@ -228,7 +256,8 @@ class Session:
         refs: list = []
         blobs: list = []
         try:
-            enc = wire.encode((list(args), dict(kwargs)), blobs, refs=refs)
+            enc = wire.encode((list(args), dict(kwargs)), blobs, refs=refs,
+                              callbacks=self.callbacks)
         except wire.NotData as e:
             raise Ungradable(f"a check hands your function {e}, which the safe grader cannot "
                              "send to a separate process") from None

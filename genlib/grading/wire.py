@@ -81,15 +81,18 @@ def _tensor_from(meta: dict, blobs: list) -> torch.Tensor:
     return torch.frombuffer(bytearray(raw), dtype=dtype).reshape(shape).clone()
 
 
-def encode(obj, blobs: list, strict: bool = True, depth: int = 0, refs: list | None = None):
+def encode(obj, blobs: list, strict: bool = True, depth: int = 0, refs: list | None = None,
+           callbacks: list | None = None):
     """``obj`` as a JSON-able tree whose tensors are appended to ``blobs``.
 
     ``strict``: raise :class:`NotData` for anything else (the judge's side); otherwise encode it
     as an opaque placeholder (the worker's side — what the learner returned is theirs to choose).
     ``refs`` collects the tensors, arrays and generators in the order :func:`decode` meets them.
+    ``callbacks`` (the judge's side only): a plain callable — not a module, not a class — is sent
+    as a handle; the worker calls it back and the judge runs it on plain data (see the judge).
     """
     def sub(x):
-        return encode(x, blobs, strict, depth + 1, refs)
+        return encode(x, blobs, strict, depth + 1, refs, callbacks)
 
     if depth > 32:
         raise NotData("nested too deeply")
@@ -146,18 +149,22 @@ def encode(obj, blobs: list, strict: bool = True, depth: int = 0, refs: list | N
         return {key: [sub(x) for x in obj]}
     if type(obj) is dict:
         return {"dict": [[sub(k), sub(v)] for k, v in obj.items()]}
+    if (callbacks is not None and callable(obj) and not isinstance(obj, (type, torch.nn.Module))):
+        callbacks.append(obj)
+        return {"callback": len(callbacks) - 1}
     if strict:
         raise NotData(f"a {type(obj).__module__}.{type(obj).__qualname__}")
     return {"opaque": type(obj).__name__}
 
 
-def decode(node, blobs: list, depth: int = 0, refs: list | None = None, grad: bool = True):
+def decode(node, blobs: list, depth: int = 0, refs: list | None = None, grad: bool = True,
+           make_callback=None):
     """Rebuild a value written by :func:`encode` (tensors as plain, fresh CPU tensors).
 
     ``grad=False``: leave every tensor without ``requires_grad`` (the flags stay in the tree).
     """
     def sub(x):
-        return decode(x, blobs, depth + 1, refs, grad)
+        return decode(x, blobs, depth + 1, refs, grad, make_callback)
 
     if depth > 40 or not isinstance(node, dict) or len(node) != 1:
         raise ProtocolError("malformed value")
@@ -211,6 +218,8 @@ def decode(node, blobs: list, depth: int = 0, refs: list | None = None, grad: bo
         return out
     elif kind == "opaque" and isinstance(v, str):
         return Opaque(v)
+    elif kind == "callback" and make_callback is not None and isinstance(v, int):
+        return make_callback(v)
     raise ProtocolError(f"malformed value of kind {kind!r}")
 
 
@@ -237,7 +246,7 @@ def unpack(read) -> tuple[dict, list]:
         parts.append(read(size))
     try:
         header = json.loads(parts[0].decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (ValueError, RecursionError) as e:
         raise ProtocolError(f"bad header: {e}") from None
     if not isinstance(header, dict):
         raise ProtocolError("header is not an object")

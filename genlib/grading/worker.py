@@ -201,9 +201,13 @@ def _block_reference(req: dict):
     return obj
 
 
-def _audit(deny_read: list[str], workdir: str):
+def _audit(deny_read: list[str], workdir: str, deny_source: list[str] = ()):
+    """Refuse, from now on: reading ``deny_read`` folders and Python/notebook sources under
+    ``deny_source``; writing outside ``workdir``; processes, native loading, sockets, signals."""
     deny_read = [os.path.realpath(p) for p in deny_read]
+    deny_source = [os.path.realpath(p) for p in deny_source]
     workdir = os.path.realpath(workdir)
+    source_suffixes = (".py", ".pyc", ".pyo", ".ipynb", ".pth")
     always = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
               "os.fork", "os.forkpty", "pty.spawn", "ctypes.dlopen", "ctypes.dlsym",
               "ctypes.dlsym/handle", "ctypes.call_function", "os.kill", "os.killpg",
@@ -227,14 +231,17 @@ def _audit(deny_read: list[str], workdir: str):
                 real = os.path.realpath(os.fsdecode(path))
             except Exception:  # noqa: BLE001
                 raise PermissionError("unreadable path while grading") from None
-            if inside(real, deny_read):
+            if inside(real, [workdir]):
+                return
+            if inside(real, deny_read) or (inside(real, deny_source)
+                                           and real.endswith(source_suffixes)):
                 raise PermissionError(f"{real} cannot be opened while grading")
             writing = event != "open"
             if event == "open":
                 mode, flags = (args[1] if len(args) > 1 else None), (args[2] if len(args) > 2 else 0)
                 writing = bool((isinstance(mode, str) and any(c in mode for c in "wax+"))
                                or (isinstance(flags, int) and flags & write_flags))
-            if writing and not inside(real, [workdir, "/dev/null"]):
+            if writing and real != os.devnull:
                 raise PermissionError(f"writing {real} is not allowed while grading")
 
     sys.addaudithook(hook)
@@ -301,6 +308,20 @@ def _changed(before, after) -> bool:
     return after.shape != before.shape or not np.array_equal(after, before, equal_nan=True)
 
 
+def _callback(chan: _Chan, index: int):
+    """A function that asks the judge to run the judge's callable ``index`` on plain data."""
+    def call_judge(*args, **kwargs):
+        blobs: list = []
+        enc = wire.encode((list(args), dict(kwargs)), blobs, strict=False)
+        chan.send({"op": "callback", "cb": index, "args": enc}, blobs)
+        header, rblobs = chan.recv()
+        if not header.get("ok"):
+            err = header.get("error", {})
+            raise RuntimeError(f"{err.get('type')}: {err.get('message')}")
+        return wire.decode(header["out"], rblobs)
+    return call_judge
+
+
 def _serve(chan: _Chan, reference) -> None:
     import cloudpickle
 
@@ -321,7 +342,8 @@ def _serve(chan: _Chan, reference) -> None:
             elif op == "call":
                 refs: list = []
                 torch.set_rng_state(wire.decode(header["rng"], blobs))
-                args, kwargs = wire.decode(header["args"], blobs, refs=refs)
+                args, kwargs = wire.decode(header["args"], blobs, refs=refs,
+                                           make_callback=lambda i: _callback(chan, i))
                 before = _snapshot(refs)
                 with torch.set_grad_enabled(bool(header.get("grad"))):
                     result = fn(*args, **kwargs)
@@ -370,7 +392,7 @@ def _child(fd: int, req: dict) -> None:
     try:
         _limits(req)
         reference = _block_reference(req)
-        _audit(req.get("deny_read", []), req["workdir"])
+        _audit(req.get("deny_read", []), req["workdir"], req.get("deny_source", []))
     except BaseException as e:  # noqa: BLE001 - report and stop: the judge fails the exercise
         chan.send({"ok": False, "error": {"type": "SetupError", "message": repr(e)[:500],
                                           "where": ""}}, [])
