@@ -6,6 +6,7 @@
 * FiLM (Perez et al. 2018): the condition scales and shifts feature maps.
 * ``two_shapes``: two objects side by side, captions such as "a red circle left of a blue square".
   A bag of words cannot tell which colour belongs to which shape, or which object is on the left;
+  ``TextMaskGIT`` is one token generator conditioned through either encoder, and
   ``binding_accuracy`` scores generated images with the shipped shapes classifier on each half.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlib.data import _COLOR_RGB, COLOR_NAMES, SHAPE_NAMES, _draw
+from genlib.transformer import MaskGIT
 
 
 # ----------------------------------------------------------------------------- projection cGAN
@@ -140,72 +142,70 @@ def binding_accuracy(images: torch.Tensor, shape: torch.Tensor, color: torch.Ten
     return {"binding": ok.all(0).float().mean().item(), "slot": ok.float().mean().item()}
 
 
-class TextToImageDecoder(nn.Module):
-    """text vector (N, E) + noise (N, z_dim) → (N, 3, 16, 32) in [-1, 1].
+class TextMaskGIT(MaskGIT):
+    """A MaskGIT over the VQ tokens of a two-object image (8×16 = 128 tokens), conditioned on one
+    vector: the output of a text encoder, ``BagOfWords`` (``encoder="bow"``) or ``TextTransformer``
+    (``encoder="transformer"``), placed in front of the image tokens. Only the encoder differs
+    between the two variants, and each is trained from scratch together with the generator.
 
-    The same decoder is paired with either text encoder. Trained by regression (mean squared
-    error), it learns the average image for a caption: the simplest conditional generator, enough
-    to show what the encoder passes on. FiLM injects the text at every resolution.
+    ``forward(ids, img)``: caption ids (N, L), image tokens (N, 128) → logits (N, 128, K).
+    ``draw(captions, vq)`` samples images (N, 3, 16, 32).
     """
 
-    def __init__(self, text_dim: int = 64, z_dim: int = 8, ch: int = 48):
-        super().__init__()
-        self.z_dim, self.ch = z_dim, ch
-        self.project = nn.Linear(text_dim + z_dim, ch * 4 * 8)
-        self.up1 = nn.ConvTranspose2d(ch, ch, 4, stride=2, padding=1)       # 4×8 → 8×16
-        self.film1 = FiLM(text_dim, ch)
-        self.up2 = nn.ConvTranspose2d(ch, ch, 4, stride=2, padding=1)       # → 16×32
-        self.film2 = FiLM(text_dim, ch)
-        self.out = nn.Conv2d(ch, 3, 3, padding=1)
-
-    def forward(self, t, z=None):
-        if z is None:
-            z = torch.zeros(len(t), self.z_dim, device=t.device)
-        h = F.relu(self.project(torch.cat([t, z], 1))).view(-1, self.ch, 4, 8)
-        h = F.relu(self.film1(self.up1(h), t))
-        h = F.relu(self.film2(self.up2(h), t))
-        return torch.tanh(self.out(h))
-
-
-class TextConditionedDecoder(nn.Module):
-    """A text encoder (``BagOfWords`` or ``TextTransformer``) + ``TextToImageDecoder``."""
-
-    def __init__(self, encoder: str = "transformer", dim: int = 64):
-        super().__init__()
+    def __init__(self, encoder: str = "transformer", k: int = 64, n_img: int = 128, dim: int = 96,
+                 layers: int = 3, heads: int = 4):
         from genlib.text import BagOfWords, TextTransformer, Tokenizer
 
+        super().__init__(k, n_img, cond_vocab=1, n_cond=1, dim=dim, layers=layers, heads=heads)
         self.tokenizer = Tokenizer()
         self.kind = encoder
         if encoder == "transformer":
-            self.encoder = TextTransformer(len(self.tokenizer), out=dim)
+            self.text = TextTransformer(len(self.tokenizer), out=dim)
         elif encoder == "bow":
-            self.encoder = BagOfWords(len(self.tokenizer), out=dim)
+            self.text = BagOfWords(len(self.tokenizer), out=dim)
         else:
             raise ValueError(f"encoder must be 'transformer' or 'bow', got {encoder!r}")
-        self.decoder = TextToImageDecoder(dim)
 
-    def forward(self, captions, z=None):
-        ids = self.tokenizer.encode(captions, 10).to(self.decoder.out.weight.device)
-        return self.decoder(self.encoder(ids), z)
+    def ids(self, captions) -> torch.Tensor:
+        return self.tokenizer.encode(captions, 10)
+
+    def forward(self, ids: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
+        h = torch.cat([self.text(ids).unsqueeze(1), self.img_embed(img)], 1) + self.pos
+        return self._run(h, causal=False)[:, 1:]
+
+    @torch.no_grad()
+    def draw(self, captions, vq, steps: int = 8, seed: int = 0) -> torch.Tensor:
+        tokens = self.generate(self.ids(captions), steps=steps,
+                               generator=torch.Generator().manual_seed(seed))
+        return vq.decode(tokens.view(-1, 8, self.n_img // 8))
 
 
-def train_text_decoder(model: TextConditionedDecoder, data: TwoShapes, steps: int,
-                       batch: int = 64, lr: float = 2e-3, seed: int = 0, progress: bool = False):
-    """Mean-squared-error training of encoder and decoder together. Returns the loss history."""
+def train_cgan(G: ConditionalGenerator, D: ProjectionDiscriminator, x: torch.Tensor,
+               y: torch.Tensor, steps: int, batch: int = 64, lr: float = 2e-4, seed: int = 0,
+               progress: bool = False) -> dict:
+    """Hinge-loss training of a class-conditional GAN: D sees (image, label) pairs, real pairs
+    from the data and fake pairs (G(z, y), y) with labels drawn from the data. Returns the loss
+    history {"d": [...], "g": [...]}."""
+    from genlib.losses import hinge_d_loss, hinge_g_loss
     from genlib.train import progress as bar
 
     g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    model.train()
-    hist = []
-    for _ in (bar(range(steps), desc=f"decoder ({model.kind})") if progress else range(steps)):
-        idx = torch.randint(len(data), (batch,), generator=g)
-        out = model([data.captions[i] for i in idx.tolist()])
-        loss = F.mse_loss(out, data.images[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        hist.append(loss.item())
-    return model.eval(), hist
+    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.0, 0.9))
+    opt_d = torch.optim.Adam(D.parameters(), lr=2 * lr, betas=(0.0, 0.9))
+    hist = {"d": [], "g": []}
+    for _ in (bar(range(steps), desc="cGAN") if progress else range(steps)):
+        idx = torch.randint(len(x), (batch,), generator=g)
+        real, labels = x[idx], y[idx]
+        z = torch.randn(batch, G.z_dim, generator=g)
+        fake = G(z, labels)
+        d_loss = hinge_d_loss(D(real, labels), D(fake.detach(), labels))
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        g_loss = hinge_g_loss(D(fake, labels))
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+        hist["d"].append(d_loss.item())
+        hist["g"].append(g_loss.item())
+    return hist

@@ -37,7 +37,7 @@ def new_token_model(kind: str):
 
 
 def new_model(name: str):
-    from genlib.conditioning import TextConditionedDecoder
+    from genlib.conditioning import TextMaskGIT
     from genlib.text import ShapeCLIP
     from genlib.tokens import VQTokenizer
 
@@ -47,7 +47,7 @@ def new_model(name: str):
         return ShapeCLIP()
     if name in ("gpt", "maskgit"):
         return new_token_model(name)
-    return TextConditionedDecoder("bow" if name == "bow" else "transformer")
+    return TextMaskGIT("bow" if name == "bow" else "transformer")
 
 
 @lru_cache(maxsize=None)
@@ -114,4 +114,4 @@ def evaluate(name: str, model, vq=None, n: int = 300) -> dict:
         imgs = generate_images(model, vq, d.captions)
         return attribute_accuracy(imgs, d.shape, d.color, d.size)
     d = two_shapes(n, seed=1)
-    return binding_accuracy(model(d.captions), d.shape, d.color)
+    return binding_accuracy(model.draw(d.captions, vq), d.shape, d.color)
