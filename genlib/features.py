@@ -189,7 +189,9 @@ def inception_features(x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     for i in range(0, len(x), batch_size):
         b = x[i:i + batch_size]
         b = b.expand(-1, 3, -1, -1) if b.shape[1] == 1 else b
-        b = F.interpolate((b + 1) / 2, size=(299, 299), mode="bilinear", align_corners=False)
+        # antialias: a no-op when upsampling small images, but without it images larger than 299 px
+        # are downsampled with aliasing, which shifts FID (the clean-fid pitfall, Parmar et al. 2022)
+        b = F.interpolate((b + 1) / 2, size=(299, 299), mode="bilinear", align_corners=False, antialias=True)
         out.append(model((b - mean) / std))
     return torch.cat(out)
 
