@@ -110,18 +110,25 @@ COMMANDS = {
 }
 
 
-def _register_optional():
+# Optional subcommands whose module is light: asking for one imports only that module, so that
+# `genlib quiz` runs without PyTorch (genlib.bench imports torch at the top).
+LIGHT_COMMANDS = {"quiz": "genlib.interview"}
+
+
+def _register_optional(argv=None):
     """Subcommands that live with their chapter's module (bench, quiz, …)."""
     import importlib
     import importlib.util
 
-    for mod in ("genlib.bench", "genlib.interview"):
+    wanted = argv[0] if argv else None
+    mods = (LIGHT_COMMANDS[wanted],) if wanted in LIGHT_COMMANDS else ("genlib.bench", "genlib.interview")
+    for mod in mods:
         if importlib.util.find_spec(mod) is not None:
             COMMANDS.update(getattr(importlib.import_module(mod), "CLI_COMMANDS", {}))
 
 
 def main(argv=None) -> int:
-    _register_optional()
+    _register_optional(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="genlib", description="the genlib workbook's tools")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (help_, add, _) in COMMANDS.items():

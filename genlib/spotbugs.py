@@ -278,6 +278,118 @@ def fixed_low_precision_sgd(w0, grads, lr):
     return w
 
 
+
+# ============================================================================ more source bugs
+def buggy_make_optimizers(G, D):
+    """Adam optimizers for a GAN's generator and discriminator, lr 2e-4. Returns (opt_g, opt_d)."""
+    # BUG: Adam's default betas (0.9, 0.999): too much momentum for a two-player game
+    return torch.optim.Adam(G.parameters(), lr=2e-4), torch.optim.Adam(D.parameters(), lr=2e-4)
+
+
+def fixed_make_optimizers(G, D):
+    """Adam for G and for D, lr 2e-4, betas (0.5, 0.999) as in DCGAN: a short momentum memory,
+    because each network's target moves with the other network's updates."""
+    return (torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999)),
+            torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999)))
+
+
+class BuggyConvDecoder(nn.Module):
+    """z: (N, latent_dim) → images (N, 1, 28, 28) in [0, 1]."""
+
+    def __init__(self, latent_dim=50):
+        super().__init__()
+        self.fc = nn.Linear(100, 64 * 4 * 4)  # BUG: hard-coded for a 100-d latent
+        self.deconv = nn.Sequential(
+            nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(),
+            nn.ConvTranspose2d(32, 16, 4, 2, 1), nn.ReLU(),
+            nn.ConvTranspose2d(16, 1, 4, 2, 1), nn.Sigmoid())  # BUG: 4 → 8 → 16 → 32, not 28
+
+    def forward(self, z):
+        h = z.view(-1, 64, 4, 4)  # BUG: reshaped to a feature map before the Linear layer
+        return self.deconv(torch.relu(self.fc(h)))
+
+
+class FixedConvDecoder(nn.Module):
+    """z: (N, latent_dim) → images (N, 1, 28, 28) in [0, 1]: Linear to 64·7·7, view to a feature
+    map, then two stride-2 transposed convs (k=4, s=2, p=1 doubles the side): 7 → 14 → 28."""
+
+    def __init__(self, latent_dim=50):
+        super().__init__()
+        self.fc = nn.Linear(latent_dim, 64 * 7 * 7)
+        self.deconv = nn.Sequential(
+            nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(),
+            nn.ConvTranspose2d(32, 1, 4, 2, 1), nn.Sigmoid())
+
+    def forward(self, z):
+        h = torch.relu(self.fc(z)).view(-1, 64, 7, 7)
+        return self.deconv(h)
+
+
+def buggy_bernoulli_recon(out, x):
+    """VAE reconstruction term for pixels in [0, 1]. out: the decoder's last layer (N, D), before any
+    activation · x: (N, D). BCE summed over the D pixels, mean over the N samples. Scalar."""
+    p = torch.tanh(out)  # BUG: tanh gives [−1, 1]; BCE needs probabilities in [0, 1]
+    return F.binary_cross_entropy(p, x, reduction="sum") / x.shape[0]
+
+
+def fixed_bernoulli_recon(out, x):
+    """Bernoulli negative log-likelihood from logits: sigmoid inside the loss, stable. Scalar."""
+    return F.binary_cross_entropy_with_logits(out, x, reduction="sum") / x.shape[0]
+
+
+def buggy_generator_step(G, D, opt_g, z):
+    """One generator step with the non-saturating loss on D's logits. Returns the loss."""
+    opt_g.zero_grad()
+    loss = G.loss(D(G(z)))  # BUG: a model has no .loss attribute (the source called one that does not exist)
+    loss.backward()
+    opt_g.step()
+    return loss
+
+
+def fixed_generator_step(G, D, opt_g, z):
+    """One generator step: the loss is a function of D's logits, not an attribute of a model."""
+    opt_g.zero_grad()
+    loss = g_loss(D(G(z)))
+    loss.backward()
+    opt_g.step()
+    return loss
+
+
+def buggy_sample_batch(data, batch_size, z_dim):
+    """A training batch: real rows of data (batch_size, D) and generator noise (batch_size, z_dim)."""
+    real = data[torch.randint(len(data), (batch_size,))]
+    z = data[torch.randint(len(data), (batch_size,))][:, :z_dim]  # BUG: "noise" taken from the dataset
+    return real, z
+
+
+def fixed_sample_batch(data, batch_size, z_dim):
+    """Real rows drawn from data; noise drawn fresh from N(0, I), independent of the data."""
+    real = data[torch.randint(len(data), (batch_size,))]
+    z = torch.randn(batch_size, z_dim)
+    return real, z
+
+
+def buggy_resize_digits(x, size):
+    """x: (N, H, W) grayscale images → (N, 1, size, size), bilinear resampling."""
+    # BUG: (N, H, W) is read as N signals with H channels: only the last axis is resized
+    return F.interpolate(x, size=size).unsqueeze(1)
+
+
+def fixed_resize_digits(x, size):
+    """Add the channel axis first, then resize both spatial axes bilinearly: (N, 1, size, size)."""
+    return F.interpolate(x.unsqueeze(1), size=(size, size), mode="bilinear", align_corners=False)
+
+
+def buggy_sampling(mu, logvar):
+    """z ~ N(mu, diag(e^logvar)) by reparameterisation. mu, logvar: (N, D) → z: (N, D)."""
+    eps = K.random_normal(mu.shape)  # BUG: K, a backend alias, is never defined  # noqa: F821
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+def fixed_sampling(mu, logvar):
+    """z = mu + exp(logvar/2)·ε with ε ~ N(0, I) from torch itself."""
+    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
 BUGS = [
     Bug("reparameterize", "sampling the latent code", "reparameterization without noise", ("S0.5",),
         buggy_reparameterize, fixed_reparameterize,
@@ -351,6 +463,42 @@ BUGS = [
         buggy_low_precision_sgd, fixed_low_precision_sgd,
         "bf16 keeps 8 significant bits: near 1.0 its spacing is 2⁻⁷ ≈ 0.0078, so an update of 1e-4 "
         "rounds away. Mixed precision keeps float32 master weights and computes in bf16/fp16."),
+    Bug("adam_betas", "optimizers for a GAN", "Adam's default betas for a GAN", ("S0.4",),
+        buggy_make_optimizers, fixed_make_optimizers,
+        "Adam's default β1 = 0.9 averages gradients over ~10 steps; in a GAN each network chases a "
+        "target that moves with the other's updates, and that much momentum makes training "
+        "oscillate. DCGAN uses β1 = 0.5 (SAGAN and BigGAN use 0): pass betas=(0.5, 0.999)."),
+    Bug("conv_decoder", "a convolutional decoder", "latent size, view order and output size", ("S0.5",),
+        BuggyConvDecoder, FixedConvDecoder,
+        "Three shape bugs: the first Linear is hard-coded for a 100-d latent while the encoder gives "
+        "latent_dim; z is viewed as a feature map before the Linear instead of after it; and three "
+        "stride-2 transposed convs from 4×4 give 32×32 outputs for 28×28 targets. Take latent_dim in "
+        "the Linear, view after it, and start from 7×7 with two doubling convs (7 → 14 → 28)."),
+    Bug("tanh_bce", "a Bernoulli reconstruction loss", "tanh output fed to BCE", ("S0.5", "S4.8"),
+        buggy_bernoulli_recon, fixed_bernoulli_recon,
+        "tanh outputs [−1, 1] but BCE is the likelihood of probabilities in [0, 1]: PyTorch's BCELoss "
+        "raises on negative inputs (Keras would clip them and zero their gradient). Treat the "
+        "decoder's last layer as logits: binary_cross_entropy_with_logits, summed over pixels."),
+    Bug("loss_attribute", "a generator step", "a loss read from a model attribute that does not exist", ("S1.7",),
+        buggy_generator_step, fixed_generator_step,
+        "An nn.Module has no .loss (the source's Keras model had none either, since it was never "
+        "compiled): the call fails with AttributeError. The loss is a function of D's logits: "
+        "g_loss(D(G(z))), then backward and opt_g.step()."),
+    Bug("noise_from_data", "drawing a training batch", "noise drawn from the dataset", ("S1.7",),
+        buggy_sample_batch, fixed_sample_batch,
+        "The generator's input must be fresh noise z ~ N(0, I), independent of the data; rows of "
+        "the dataset are not noise (and have the wrong size when z_dim differs from the data "
+        "width). Draw torch.randn(batch_size, z_dim)."),
+    Bug("resize_channel", "resizing images", "resize without a channel axis", ("S3.6",),
+        buggy_resize_digits, fixed_resize_digits,
+        "F.interpolate reads (N, H, W) as N one-dimensional signals with H channels, so only the "
+        "last axis is resized and no error is raised (TensorFlow's resize reads the same tensor as "
+        "one H×W×C image). Add the channel axis first — x.unsqueeze(1) — then resize (N, 1, H, W) "
+        "with mode='bilinear'."),
+    Bug("backend_alias", "sampling with a backend function", "an undefined backend alias", ("S4.8",),
+        buggy_sampling, fixed_sampling,
+        "K (the source's Keras backend alias) is never imported, so the first call raises NameError. "
+        "In PyTorch draw ε with torch.randn_like(mu): z = mu + exp(logvar/2)·ε."),
 ]
 
 BY_SLUG = {b.slug: b for b in BUGS}

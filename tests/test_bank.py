@@ -51,7 +51,7 @@ def test_coverage_detects_a_gap():
 
 
 def test_size_topics_and_difficulties():
-    assert len(BANK) >= 60
+    assert len(BANK) >= 92
     topics = Counter(e["topic"] for e in BANK)
     assert set(topics) == set(interview.TOPICS)
     assert min(topics.values()) >= 5, topics

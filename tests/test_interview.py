@@ -220,3 +220,59 @@ def test_cli_mock_subprocess(tmp_path):
                           capture_output=True, timeout=120, cwd=str(interview.ROOT), env=env)
     assert proc.returncode == 0, proc.stderr
     assert "mock interview" in proc.stdout and "You took" in proc.stdout and "[2/2]" in proc.stdout
+
+
+# ----------------------------------------------------------------------------- CLI edge cases (ch09-bank §5)
+@pytest.mark.parametrize("argv,fragment", [
+    (["--myths"], "use it with --print"),
+    (["--print", "--myths", "--topic", "vae"], "do not apply"),
+    (["--print", "--myths", "-n", "3"], "do not apply"),
+    (["--mock", "--print"], "choose one"),
+    (["--seconds", "60"], "use it with --mock"),
+    (["--mock", "--seconds", "0"], "must be positive"),
+    (["-n", "0"], "at least 1"),
+    (["--print", "-n", "-2"], "at least 1"),
+    (["--mock", "-n", "12"], "at most 9"),
+])
+def test_cli_refuses_meaningless_combinations(tmp_path, capsys, argv, fragment):
+    from genlib.cli import main
+
+    state = tmp_path / "s.json"
+    assert main(["quiz", *argv, "--state", str(state)]) == 2
+    captured = capsys.readouterr()
+    assert fragment in captured.err and captured.out == ""
+    assert not state.exists()
+
+
+def test_cli_mock_n_topics_and_seconds(tmp_path):
+    import argparse
+
+    p = argparse.ArgumentParser()
+    interview._add_quiz_arguments(p)
+    args = p.parse_args(["--mock", "-n", "3", "--seconds", "30", "--state", str(tmp_path / "m.json")])
+    out = io.StringIO()
+    assert interview._run_quiz_cli(args, stdin=io.StringIO("\n3\n\n3\n\n3\n"), stdout=out) == 0
+    text = out.getvalue()
+    assert "aim for under 30 s" in text and "[3/3]" in text and "[4/" not in text
+
+
+def test_quiz_does_not_import_torch():
+    """`genlib quiz` needs only the standard library: bench (which imports torch) is not loaded."""
+    code = ("import sys; from genlib.cli import main; "
+            "main(['quiz', '--print', '--topic', 'vae', '-n', '1']); "
+            "assert 'torch' not in sys.modules and 'genlib.bench' not in sys.modules, "
+            "sorted(m for m in sys.modules if m.startswith(('torch', 'genlib')))")
+    env = dict(os.environ, PYTHONPATH=str(interview.ROOT))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=str(interview.ROOT), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "vae-1" in proc.stdout
+
+
+def test_module_docstring_names_every_quiz_option():
+    import argparse
+
+    p = argparse.ArgumentParser()
+    interview._add_quiz_arguments(p)
+    options = {s for a in p._actions for s in a.option_strings if s.startswith("--")} - {"--help"}
+    assert options and all(o in interview.__doc__ for o in options), options

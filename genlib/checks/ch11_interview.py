@@ -46,51 +46,85 @@ def _scalar(out, what="your loss"):
 
 
 # ============================================================================ bugs.reparameterize
-spec = _isolated(register("bugs.reparameterize", sb.fixed_reparameterize,
-                "sample z = mu + exp(logvar/2)·ε, not mu + σ"))
+def _sampling_cases(spec):
+    @spec.case("returns z with the shape of mu")
+    def _(fn):
+        mu, logvar = torch.zeros(5, 3), torch.zeros(5, 3)
+        expect_tensor(fn(mu, logvar), (5, 3), "z")
+
+    @spec.case("z is random: two calls differ")
+    def _(fn):
+        mu, logvar = torch.zeros(4, 3), torch.zeros(4, 3)
+        if torch.equal(fn(mu, logvar), fn(mu, logvar)):
+            raise CheckFailure("every call returns the same z for the same (mu, logvar): nothing is "
+                               "sampled. Multiply the std by ε = torch.randn_like(mu)")
+
+    @spec.case("mean mu and std exp(logvar/2)")
+    def _(fn):
+        torch.manual_seed(0)
+        mu = torch.full((20000, 1), 1.5)
+        logvar = torch.full((20000, 1), math.log(0.25))  # std 0.5
+        z = fn(mu, logvar)
+        m, s = z.mean().item(), z.std().item()
+        if s < 1e-6:
+            raise CheckFailure("z does not vary across the batch: one ε is shared by every sample. "
+                               "Draw ε with the full shape of mu: torch.randn_like(mu)")
+        if abs(s - 0.25) < 0.02:
+            raise CheckFailure(f"std of z is {s:.3f}, expected 0.5: you used exp(logvar) (the "
+                               "variance) as the std; the std is exp(logvar / 2)")
+        if abs(s - 0.5) > 0.02:
+            raise CheckFailure(f"std of z is {s:.3f}, expected exp(logvar/2) = 0.5")
+        if abs(m - 1.5) > 0.02:
+            raise CheckFailure(f"mean of z is {m:.3f}, expected mu = 1.5: add mu, and use zero-mean noise")
+
+    @spec.case("independent noise in every latent dimension")
+    def _(fn):
+        torch.manual_seed(1)
+        mu, logvar = torch.zeros(20000, 4), torch.zeros(20000, 4)
+        z = fn(mu, logvar)
+        expect_tensor(z, (20000, 4), "z")
+        corr = torch.corrcoef(z.T)
+        off = (corr - torch.diag(torch.diag(corr))).abs().max().item()
+        if off > 0.05:
+            raise CheckFailure(f"the latent dimensions of z are correlated (|r| up to {off:.2f}): one "
+                               "ε is shared across dimensions (e.g. torch.randn(N, 1)), so every "
+                               "dimension moves together. Draw ε with the full shape (N, D): "
+                               "torch.randn_like(mu)")
+        if (z.std(0) - 1).abs().max() > 0.05:
+            raise CheckFailure(f"per-dimension std of z is {z.std(0).tolist()}, expected 1 in every "
+                               "dimension for logvar = 0")
+
+    @spec.case("gradients reach mu and logvar")
+    def _(fn):
+        mu = torch.zeros(8, 2, requires_grad=True)
+        logvar = torch.zeros(8, 2, requires_grad=True)
+        z = fn(mu, logvar)
+        if z.requires_grad:
+            z.pow(2).sum().backward()
+        if mu.grad is None or logvar.grad is None or logvar.grad.abs().sum() == 0:
+            raise CheckFailure("no gradient reaches mu or logvar: draw ε outside the graph and "
+                               "compute mu + exp(logvar/2)·ε with differentiable ops (no .detach(), "
+                               "no sampling from a distribution object without rsample)")
 
 
-@spec.case("returns z with the shape of mu")
+_sampling_cases(_isolated(register("bugs.reparameterize", sb.fixed_reparameterize,
+                                   "sample z = mu + exp(logvar/2)·ε, not mu + σ")))
+
+# ============================================================================ bugs.backend_alias
+spec = _isolated(register("bugs.backend_alias", sb.fixed_sampling,
+                          "draw ε with torch, not with an undefined backend alias"))
+
+
+@spec.case("runs: every name it uses is defined")
 def _(fn):
-    mu, logvar = torch.zeros(5, 3), torch.zeros(5, 3)
-    expect_tensor(fn(mu, logvar), (5, 3), "z")
+    try:
+        fn(torch.zeros(3, 2), torch.zeros(3, 2))
+    except NameError as e:
+        raise CheckFailure(f"{e}: the function calls a module alias (a Keras backend 'K', 'tf', …) "
+                           "that was never imported. Use torch itself: ε = torch.randn_like(mu)") from None
 
 
-@spec.case("z is random: two calls differ")
-def _(fn):
-    mu, logvar = torch.zeros(4, 3), torch.zeros(4, 3)
-    if torch.equal(fn(mu, logvar), fn(mu, logvar)):
-        raise CheckFailure("every call returns the same z for the same (mu, logvar): nothing is "
-                           "sampled. Multiply the std by ε = torch.randn_like(mu)")
-
-
-@spec.case("mean mu and std exp(logvar/2)")
-def _(fn):
-    torch.manual_seed(0)
-    mu = torch.full((20000, 1), 1.5)
-    logvar = torch.full((20000, 1), math.log(0.25))  # std 0.5
-    z = fn(mu, logvar)
-    m, s = z.mean().item(), z.std().item()
-    if abs(s - 0.25) < 0.02:
-        raise CheckFailure(f"std of z is {s:.3f}, expected 0.5: you used exp(logvar) (the variance) "
-                           "as the std; the std is exp(logvar / 2)")
-    if abs(s - 0.5) > 0.02:
-        raise CheckFailure(f"std of z is {s:.3f}, expected exp(logvar/2) = 0.5")
-    if abs(m - 1.5) > 0.02:
-        raise CheckFailure(f"mean of z is {m:.3f}, expected mu = 1.5: add mu, and use zero-mean noise")
-
-
-@spec.case("gradients reach mu and logvar")
-def _(fn):
-    mu = torch.zeros(8, 2, requires_grad=True)
-    logvar = torch.zeros(8, 2, requires_grad=True)
-    z = fn(mu, logvar)
-    if z.requires_grad:
-        z.pow(2).sum().backward()
-    if mu.grad is None or logvar.grad is None or logvar.grad.abs().sum() == 0:
-        raise CheckFailure("no gradient reaches mu or logvar: draw ε outside the graph and compute "
-                           "mu + exp(logvar/2)·ε with differentiable ops (no .detach(), no sampling "
-                           "from a distribution object without rsample)")
+_sampling_cases(spec)
 
 
 # ============================================================================ bugs.gaussian_head
@@ -166,6 +200,10 @@ def _vae_loss_cases(spec):
         if abs(out - 0.5) < 1e-4:
             raise CheckFailure("your KL is averaged over latent dims (0.5, expected 1.0): sum over "
                                "latent dims per sample")
+        if abs(out * x[0].numel() - 1.0) < 1e-4:
+            raise CheckFailure("your loss is the per-sample loss divided by the number of pixels "
+                               "(1/9 here): the same optimum, but this exercise's convention is "
+                               "sums per sample (no division by the pixel count), then the batch mean")
         if abs(out - 1.0) > 1e-4:
             raise CheckFailure(f"with x_hat = x and mu = 1, logvar = 0 (two latent dims) the loss "
                                f"should be the mean KL = 1.0, got {out:.4g}")
@@ -179,6 +217,10 @@ def _vae_loss_cases(spec):
             raise CheckFailure("your reconstruction term is averaged over pixels (0.25, expected 4.0): "
                                "it is 16× smaller than the sum the ELBO needs, so the KL dominates; "
                                "sum over pixels per sample, then mean over the batch")
+        if abs(out - 2.0) < 1e-4:
+            raise CheckFailure("your reconstruction term is ½·Σ(x_hat − x)² (2.0, expected 4.0): that "
+                               "is the unit-variance Gaussian NLL, also a valid ELBO, but this "
+                               "exercise's convention is the plain squared error, no ½")
         if abs(out - 4.0) > 1e-4:
             raise CheckFailure(f"squared error summed over 16 pixels should be 4.0 per sample, "
                                f"got {out:.4g}")
@@ -209,9 +251,12 @@ def _encode(cls, size, latent):
         out = enc(torch.randn(3, 1, size, size))
     except RuntimeError as e:
         if "shapes cannot be multiplied" in str(e) or "size mismatch" in str(e):
+            hint = (" — the side is not divisible by 4, so image_size // 4 (floor) is too small: each "
+                    "conv (k=3, s=2, p=1) maps s → ⌈s/2⌉, so the side is (image_size + 3) // 4"
+                    if size % 4 else "")
             raise CheckFailure(f"on {size}×{size} images the Linear layer after Flatten gets the wrong "
                                f"number of features ({e}): compute in_features from image_size — "
-                               "each stride-2 conv halves the side") from None
+                               f"each stride-2 conv halves the side, rounding up{hint}") from None
         raise
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         raise CheckFailure("forward should return (mu, logvar)")
@@ -230,6 +275,12 @@ def _(cls):
 @spec.case("16×16 images, latent_dim 6")
 def _(cls):
     _encode(cls, 16, 6)
+
+
+@spec.case("7×7 and 30×30 images (sides not divisible by 4)")
+def _(cls):
+    _encode(cls, 7, 3)
+    _encode(cls, 30, 2)
 
 
 # ============================================================================ bugs.sigmoid_bce
@@ -318,11 +369,17 @@ def _(fn):
     expect_close(out, ref, "loss", "mean BCE of each logit against its own label")
 
 
-@spec.case("(N,) logits also work")
+@spec.case("a batch of one: (1, 1) logits, (1,) labels")
 def _(fn):
-    logits, labels = torch.tensor([1.0, -1.0, 2.0]), torch.tensor([1.0, 1.0, 0.0])
-    expect_close(_scalar(fn(logits, labels)),
-                 F.binary_cross_entropy_with_logits(logits, labels), "loss")
+    logits, labels = torch.tensor([[2.0]]), torch.tensor([0.0])
+    try:
+        out = _scalar(fn(logits, labels))
+    except (ValueError, RuntimeError) as e:
+        raise CheckFailure(f"with a batch of one your loss fails ({e}): .squeeze() also removes the "
+                           "batch axis when N = 1, leaving a 0-d tensor. Use .reshape(-1) or "
+                           ".squeeze(1)") from None
+    expect_close(out, F.binary_cross_entropy_with_logits(logits.view(-1), labels), "loss",
+                 "BCE of the single logit against its label")
 
 
 # ============================================================================ bugs.saturating_g_loss
@@ -353,6 +410,24 @@ def _(fn):
         raise CheckFailure(f"at logit −10 (D confidently rejects the fakes) your gradient is "
                            f"{g:.2g}, the non-saturating loss gives ≈ 1: log(1 − D(G(z))) and "
                            "1 − D(G(z)) saturate there. Minimise −log D(G(z)) = softplus(−logit)")
+
+
+@spec.case("finite value and gradient at logit −200")
+def _(fn):
+    logits = torch.tensor([-200.0, 0.0], requires_grad=True)
+    out = _scalar(fn(logits))
+    if not torch.isfinite(out):
+        raise CheckFailure("your loss is inf at logit −200: σ(−200) underflows to 0 in float32, so "
+                           "−log(sigmoid(l)) is −log 0. Compute it from the logit: "
+                           "softplus(−l) (= −logsigmoid(l)), which is exactly 200 there")
+    out.backward()
+    grad = logits.grad
+    if grad is None or not torch.isfinite(grad).all() or abs(grad[0].item() + 0.5) > 1e-3:
+        raise CheckFailure(f"at logit −200 the gradient of the mean loss should be −1/2 (−1 per "
+                           f"sample, averaged over 2), got {None if grad is None else grad[0].item()}: "
+                           "compute the loss from logits with softplus(−l)")
+    expect_close(out, torch.tensor(100.0 + math.log(2) / 2), "loss at logits (−200, 0)",
+                 "softplus(−l) averaged over the batch")
 
 
 @spec.case("matches −E[log σ(fake_logits)]")
@@ -409,6 +484,22 @@ def _(cls):
     if out.min() >= 0:
         raise CheckFailure("outputs are never negative (sigmoid gives [0, 1]) but the data live in "
                            "[−1, 1]; end the generator with tanh")
+
+
+@spec.case("saturated outputs still pass a gradient (tanh, not a clamp)")
+def _(cls):
+    torch.manual_seed(0)
+    G = cls(z_dim=16, out_dim=64)
+    out = G(torch.randn(256, 16) * 4)
+    exact = (out.detach().abs() >= 1.0).float().mean().item()
+    if exact > 0.01:
+        # tanh reaches ±1 exactly in float32 only beyond |x| ≈ 9; a clamp does at |x| = 1
+        grads = torch.autograd.grad(out[out.detach().abs() >= 1.0].sum(), list(G.parameters()),
+                                    allow_unused=True)
+        if all(g is None or g.abs().sum() == 0 for g in grads):
+            raise CheckFailure(f"{exact:.0%} of the outputs sit exactly at ±1 and pass no gradient: "
+                               "clamp(-1, 1) / hardtanh bound the range but their gradient is 0 "
+                               "outside it, so those outputs can never be pulled back. Use tanh")
 
 
 # ============================================================================ bugs.noise_shape
@@ -468,6 +559,27 @@ def _(fn):
                            "d_loss(D(real), D(fake)): zero grads, backward, opt_d.step()")
 
 
+def _junk_grads(*modules, value=5.0):
+    """Fill every .grad with junk, as a training loop leaves them: G's backward fills D's .grad."""
+    for m in modules:
+        for p in m.parameters():
+            p.grad = torch.full_like(p, value)
+
+
+@spec.case("stale gradients in D are cleared (zero_grad before backward)")
+def _(fn):
+    G, D, real, z = _tiny_gan()
+    G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
+    _junk_grads(D)
+    _junk_grads(D2)
+    fn(G, D, torch.optim.SGD(D.parameters(), lr=0.1), real, z)
+    sb.fixed_d_step(G2, D2, torch.optim.SGD(D2.parameters(), lr=0.1), real, z)
+    if not _same(_params(D), _params(D2), 1e-5):
+        raise CheckFailure("when D's .grad already holds gradients (in a loop, the G step's backward "
+                           "leaves them there) your D step adds them to its own: call "
+                           "opt_d.zero_grad() before loss.backward()")
+
+
 @spec.case("G gets no gradient from D's loss")
 def _(fn):
     G, D, real, z = _tiny_gan()
@@ -484,16 +596,20 @@ spec_b = _isolated(register("bugs.d_not_frozen", sb.fixed_train_step,
                   "only G's optimizer steps in the generator step"))
 
 
-def _run_step(fn):
+def _run_step(fn, junk=False, steps=1):
     G, D, real, z = _tiny_gan()
     G0, D0 = _params(G), _params(D)
     G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
-    out = fn(G, D, torch.optim.SGD(G.parameters(), lr=0.1),
-             torch.optim.SGD(D.parameters(), lr=0.1), real, z)
-    sb.fixed_train_step(G2, D2, torch.optim.SGD(G2.parameters(), lr=0.1),
-                        torch.optim.SGD(D2.parameters(), lr=0.1), real, z)
-    if not isinstance(out, (tuple, list)) or len(out) != 2:
-        raise CheckFailure("return (d_loss, g_loss)")
+    if junk:
+        _junk_grads(G, D)
+        _junk_grads(G2, D2)
+    opts = (torch.optim.SGD(G.parameters(), lr=0.1), torch.optim.SGD(D.parameters(), lr=0.1))
+    opts2 = (torch.optim.SGD(G2.parameters(), lr=0.1), torch.optim.SGD(D2.parameters(), lr=0.1))
+    for _ in range(steps):
+        out = fn(G, D, *opts, real, z)
+        sb.fixed_train_step(G2, D2, *opts2, real, z)
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            raise CheckFailure("return (d_loss, g_loss)")
     return G, D, G0, D0, G2, D2
 
 
@@ -526,6 +642,28 @@ def _step_cases(spec):
             raise CheckFailure("G's parameters differ from the reference: update D first, then G "
                                "against the updated D with g_loss(D(G(z)))")
 
+    @spec.case("stale gradients are cleared before each backward")
+    def _(fn):
+        G, D, _, _, G2, D2 = _run_step(fn, junk=True)
+        if not _same(_params(D), _params(D2), 1e-5):
+            raise CheckFailure("when D's .grad already holds gradients — the previous G step's "
+                               "backward leaves them there — your D step adds them to D's own: call "
+                               "opt_d.zero_grad() before D's backward")
+        if not _same(_params(G), _params(G2), 1e-5):
+            raise CheckFailure("when G's .grad already holds gradients (from the previous iteration) "
+                               "your G step adds them: call opt_g.zero_grad() before G's backward")
+
+    @spec.case("two consecutive steps match the reference")
+    def _(fn):
+        G, D, _, _, G2, D2 = _run_step(fn, steps=2)
+        if not _same(_params(D), _params(D2), 1e-5):
+            raise CheckFailure("after two training steps D differs from the reference although one "
+                               "step matched: the G step's backward left gradients in D's .grad and "
+                               "your next D step used them. Call opt_d.zero_grad() before D's backward")
+        if not _same(_params(G), _params(G2), 1e-5):
+            raise CheckFailure("after two training steps G differs from the reference: G's gradients "
+                               "accumulate across iterations. Call opt_g.zero_grad() before G's backward")
+
 
 _step_cases(spec_a)
 _step_cases(spec_b)
@@ -557,3 +695,280 @@ def _(fn):
     expect_tensor(w, (3,), "weights", dtype=torch.float32)
     if not torch.equal(w0, torch.ones(3)):
         raise CheckFailure("your function changed w0 in place; work on a copy")
+
+
+# ============================================================================ bugs.adam_betas
+spec = _isolated(register("bugs.adam_betas", sb.fixed_make_optimizers,
+                          "Adam with β1 = 0.5 (not the default 0.9) for both GAN players"))
+
+
+def _optimizers(fn):
+    G, D, _, _ = _tiny_gan()
+    out = fn(G, D)
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise CheckFailure("return (opt_g, opt_d)")
+    return G, D, out
+
+
+@spec.case("two Adam optimizers, one per network")
+def _(fn):
+    G, D, (opt_g, opt_d) = _optimizers(fn)
+    for name, opt, net, other in (("opt_g", opt_g, G, D), ("opt_d", opt_d, D, G)):
+        if not isinstance(opt, torch.optim.Adam):
+            raise CheckFailure(f"{name} is a {type(opt).__name__}, expected torch.optim.Adam")
+        held = {id(p) for group in opt.param_groups for p in group["params"]}
+        if held != {id(p) for p in net.parameters()}:
+            swapped = held == {id(p) for p in other.parameters()}
+            raise CheckFailure(f"{name} does not hold exactly its own network's parameters"
+                               + (": opt_g and opt_d are swapped" if swapped else ""))
+
+
+@spec.case("learning rate 2e-4")
+def _(fn):
+    _, _, opts = _optimizers(fn)
+    for name, opt in zip(("opt_g", "opt_d"), opts):
+        lr = opt.param_groups[0]["lr"]
+        if abs(lr - 2e-4) > 1e-12:
+            raise CheckFailure(f"{name} has lr {lr:g}, the exercise asks for 2e-4")
+
+
+@spec.case("β1 ≤ 0.5 for both optimizers")
+def _(fn):
+    _, _, opts = _optimizers(fn)
+    for name, opt in zip(("opt_g", "opt_d"), opts):
+        b1, b2 = opt.param_groups[0]["betas"]
+        if (b1, b2) == (0.9, 0.999):
+            raise CheckFailure(f"{name} uses Adam's default betas (0.9, 0.999): with β1 = 0.9 the "
+                               "update averages ~10 steps of gradients of a target that the other "
+                               "player keeps moving, and training oscillates. Use betas=(0.5, 0.999) "
+                               "(DCGAN)")
+        if not 0.0 <= b1 <= 0.5:
+            raise CheckFailure(f"{name} has β1 = {b1}: GANs use β1 = 0.5 (DCGAN) or 0 (SAGAN, "
+                               "BigGAN, WGAN-GP), not more")
+
+
+# ============================================================================ bugs.conv_decoder
+spec = _isolated(register("bugs.conv_decoder", sb.FixedConvDecoder,
+                          "Linear(latent_dim) → view → transposed convs to 28×28"))
+
+
+def _decode(cls, latent_dim, n=3):
+    """Run the decoder, recording the shape every Linear layer receives."""
+    torch.manual_seed(0)
+    dec = cls(latent_dim=latent_dim)
+    seen = []
+    hooks = [m.register_forward_pre_hook(lambda mod, inp: seen.append(tuple(inp[0].shape)))
+             for m in dec.modules() if isinstance(m, nn.Linear)]
+    try:
+        out = dec(torch.randn(n, latent_dim))
+        err = None
+    except RuntimeError as e:
+        out, err = None, e
+    finally:
+        for h in hooks:
+            h.remove()
+    return dec, out, err, seen
+
+
+@spec.case("the first Linear takes latent_dim inputs")
+def _(cls):
+    for latent in (50, 7):
+        dec = cls(latent_dim=latent)
+        linears = [m for m in dec.modules() if isinstance(m, nn.Linear)]
+        if linears and linears[0].in_features not in (0, latent):  # 0: a LazyLinear, sized on use
+            raise CheckFailure(f"with latent_dim = {latent} your first Linear expects "
+                               f"{linears[0].in_features} inputs: the decoder must take the encoder's "
+                               "latent size, nn.Linear(latent_dim, …), not a hard-coded number")
+
+
+@spec.case("the Linear runs before the view to a feature map")
+def _(cls):
+    for latent in (50, 7):
+        _, _, err, seen = _decode(cls, latent)
+        if any(len(shape) != 2 for shape in seen):
+            raise CheckFailure(f"a Linear layer received a {len(next(s for s in seen if len(s) != 2))}-D "
+                               "tensor: z was viewed as a feature map before the Linear. Apply the "
+                               "Linear to the (N, latent_dim) code, then .view(N, C, H, W)")
+        if err is not None and not seen and ("view" in str(err) or "invalid for input" in str(err)):
+            raise CheckFailure(f"z cannot be viewed as a feature map before the Linear ({err}): a "
+                               "(N, latent_dim) code is not (N, C, H, W). Apply the Linear first, "
+                               "then .view(N, C, H, W)")
+
+
+@spec.case("outputs (N, 1, 28, 28) in [0, 1]")
+def _(cls):
+    _, out, err, _ = _decode(cls, 50)
+    if err is not None:
+        raise CheckFailure(f"the decoder fails on z of shape (3, 50): {err}")
+    expect_tensor(out, None, "decoded images")
+    if tuple(out.shape) == (3, 1, 32, 32):
+        raise CheckFailure("the decoder outputs 32×32 images for 28×28 targets: three stride-2 "
+                           "transposed convs double 4 → 8 → 16 → 32. Start from 7×7 and double "
+                           "twice (7 → 14 → 28)")
+    if tuple(out.shape) != (3, 1, 28, 28):
+        raise CheckFailure(f"decoded images have shape {tuple(out.shape)}, expected (3, 1, 28, 28)")
+    if out.min() < 0 or out.max() > 1:
+        raise CheckFailure("decoded pixels leave [0, 1]: end with a sigmoid for [0, 1] targets")
+
+
+# ============================================================================ bugs.tanh_bce
+spec = _isolated(register("bugs.tanh_bce", sb.fixed_bernoulli_recon,
+                          "Bernoulli reconstruction loss from logits, not from a tanh"))
+
+
+@spec.case("negative decoder outputs are allowed")
+def _(fn):
+    out, x = torch.tensor([[-1.0, 0.5], [2.0, -3.0]]), torch.tensor([[0.0, 1.0], [1.0, 0.2]])
+    try:
+        val = _scalar(fn(out, x))
+    except (RuntimeError, ValueError) as e:
+        raise CheckFailure(f"your loss fails on negative decoder outputs ({e}): tanh gives [−1, 1], "
+                           "but BCE takes probabilities in [0, 1]. Treat the last layer as logits: "
+                           "binary_cross_entropy_with_logits") from None
+    if not torch.isfinite(val):
+        raise CheckFailure("your loss is NaN/inf for negative decoder outputs: log of a tanh output "
+                           "below 0 is undefined. Use binary_cross_entropy_with_logits")
+
+
+@spec.case("matches the Bernoulli NLL (sum over pixels, mean over the batch)")
+def _(fn):
+    g = _gen(4)
+    out, x = torch.randn(5, 6, generator=g) * 2, torch.rand(5, 6, generator=g)
+    val = _scalar(fn(out, x))
+    ref = sb.fixed_bernoulli_recon(out, x)
+    shifted = F.binary_cross_entropy((torch.tanh(out) + 1) / 2, x, reduction="sum") / 5
+    if torch.isclose(val, shifted, atol=1e-4):
+        raise CheckFailure("(tanh(out) + 1) / 2 is sigmoid(2·out), not sigmoid(out): the decoder's "
+                           "last layer is a logit, use binary_cross_entropy_with_logits(out, x)")
+    expect_close(val, ref, "loss", "BCE-with-logits summed over pixels, divided by the batch size")
+
+
+@spec.case("stable for confident outputs (±40)")
+def _(fn):
+    out, x = torch.tensor([[40.0, -40.0]]), torch.tensor([[0.0, 1.0]])
+    expect_close(_scalar(fn(out, x)), sb.fixed_bernoulli_recon(out, x), "loss at logits ±40",
+                 "sigmoid(40) is exactly 1.0 in float32 and BCELoss clamps log 0 at −100: compute "
+                 "from logits")
+
+
+# ============================================================================ bugs.loss_attribute
+spec = _isolated(register("bugs.loss_attribute", sb.fixed_generator_step,
+                          "compute G's loss from D's logits with a loss function"))
+
+
+def _g_step(fn, junk=False):
+    G, D, _, z = _tiny_gan()
+    G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
+    if junk:
+        _junk_grads(G)
+        _junk_grads(G2)
+    D0 = _params(D)
+    try:
+        out = fn(G, D, torch.optim.SGD(G.parameters(), lr=0.1), z)
+    except AttributeError as e:
+        if "loss" in str(e):
+            raise CheckFailure(f"{e}: a PyTorch model carries no loss (and the source's Keras model "
+                               "had none either). Compute it from D's logits: loss = g_loss(D(G(z)))"
+                               ) from None
+        raise
+    sb.fixed_generator_step(G2, D2, torch.optim.SGD(G2.parameters(), lr=0.1), z)
+    return G, D, G2, D0, out
+
+
+@spec.case("runs on plain nn.Module networks and returns the loss")
+def _(fn):
+    *_, out = _g_step(fn)
+    _scalar(out, "the returned loss")
+
+
+@spec.case("G moves like one SGD step on g_loss(D(G(z)))")
+def _(fn):
+    G, D, G2, D0, _ = _g_step(fn)
+    if not _same(_params(G), _params(G2), 1e-5):
+        raise CheckFailure("G's parameters differ from one step on g_loss(D(G(z))) (the "
+                           "non-saturating loss): zero_grad, backward, opt_g.step()")
+    if not _same(_params(D), D0, 0):
+        raise CheckFailure("D's parameters changed during the generator step: only opt_g steps here")
+
+
+@spec.case("stale gradients in G are cleared")
+def _(fn):
+    G, _, G2, _, _ = _g_step(fn, junk=True)
+    if not _same(_params(G), _params(G2), 1e-5):
+        raise CheckFailure("when G's .grad already holds gradients your step adds them: call "
+                           "opt_g.zero_grad() before backward")
+
+
+# ============================================================================ bugs.noise_from_data
+spec = _isolated(register("bugs.noise_from_data", sb.fixed_sample_batch,
+                          "real rows from the data, noise from N(0, I)"))
+
+
+def _row_gap(rows, data):
+    """For each row, the max-abs distance to the nearest row of data (exact, unlike cdist)."""
+    return (rows[:, None, :] - data[None, :, :]).abs().amax(-1).min(1).values
+
+
+def _data(n=3000, width=16, seed=5):
+    return 5.0 + 0.1 * torch.randn(n, width, generator=_gen(seed))
+
+
+@spec.case("real rows are rows of the data")
+def _(fn):
+    torch.manual_seed(0)
+    data = _data(200)
+    real, _ = fn(data, 32, 8)
+    expect_tensor(real, (32, 16), "real")
+    if _row_gap(real, data).max() > 1e-6:
+        raise CheckFailure("some 'real' rows are not rows of the data: index the dataset with "
+                           "random row indices")
+
+
+@spec.case("z has shape (batch_size, z_dim), even when z_dim exceeds the data width")
+def _(fn):
+    torch.manual_seed(0)
+    _, z = fn(_data(200, width=4), 16, 10)
+    expect_tensor(z, None, "z")
+    if tuple(z.shape) != (16, 10):
+        raise CheckFailure(f"z has shape {tuple(z.shape)}, expected (16, 10): noise is drawn with "
+                           "the generator's z_dim, not cut from data rows (which here have 4 columns)")
+
+
+@spec.case("z is N(0, I) noise, independent of the data")
+def _(fn):
+    torch.manual_seed(0)
+    data = _data()
+    _, z = fn(data, 4000, 8)
+    if _row_gap(z[:200], data[:, :8]).median() < 1e-6:
+        raise CheckFailure("your noise rows are rows of the dataset: the generator's input must be "
+                           "fresh noise z ~ N(0, I), not data. Use torch.randn(batch_size, z_dim)")
+    if abs(z.mean().item()) > 0.05 or abs(z.std().item() - 1) > 0.05:
+        raise CheckFailure(f"noise has mean {z.mean():.3f} and std {z.std():.3f} on data centred at 5: "
+                           "expected N(0, 1) whatever the data — torch.randn(batch_size, z_dim)")
+
+
+# ============================================================================ bugs.resize_channel
+spec = _isolated(register("bugs.resize_channel", sb.fixed_resize_digits,
+                          "add the channel axis, then resize both spatial axes"))
+
+
+@spec.case("(N, H, W) → (N, 1, size, size)")
+def _(fn):
+    x = torch.rand(5, 28, 28, generator=_gen(6))
+    out = fn(x, 32)
+    expect_tensor(out, None, "resized images")
+    if tuple(out.shape) == (5, 1, 28, 32):
+        raise CheckFailure("only the last axis was resized: F.interpolate read (N, 28, 28) as N "
+                           "one-dimensional signals with 28 channels. Add the channel axis first, "
+                           "x.unsqueeze(1), then resize (N, 1, H, W) to (size, size)")
+    if tuple(out.shape) != (5, 1, 32, 32):
+        raise CheckFailure(f"resized images have shape {tuple(out.shape)}, expected (5, 1, 32, 32)")
+
+
+@spec.case("bilinear values, up and down")
+def _(fn):
+    for h, size in ((28, 32), (8, 6)):
+        x = torch.rand(3, h, h, generator=_gen(h))
+        expect_close(fn(x, size), sb.fixed_resize_digits(x, size), f"resize {h} → {size}",
+                     "F.interpolate(x.unsqueeze(1), size=(size, size), mode='bilinear', "
+                     "align_corners=False)")
