@@ -58,7 +58,8 @@ def load(name: str):
         raise RuntimeError(f"{path} is missing; rebuild it with "
                            f"`python scripts/train_text_to_image.py --only {name}`")
     model = new_model(name)
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    state = torch.load(path, map_location="cpu", weights_only=True)   # float16 on disk
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     for p in model.parameters():
         p.requires_grad_(False)
     return model.eval()
