@@ -10,13 +10,13 @@ TORCH  ?= torch==2.13.0
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.genlib-installed
 
-.PHONY: lab test test-unit test-solutions test-notebooks release setup clean
+.PHONY: lab test test-unit test-solutions test-notebooks release setup clean book
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[test,lab]"
+	$(PY) -m pip install --quiet -e ".[test,lab,book]"
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -37,6 +37,11 @@ test: $(STAMP)
 
 test-unit: $(STAMP)
 	GENLIB_PROGRESS=0 $(PY) -m pytest -q tests
+
+# The chapters as a static website, from the executed solutions/ (nothing re-run, nothing
+# downloaded): open build/book/html/index.html. tests/test_book.py builds it too.
+book: $(STAMP)
+	$(PY) -m genlib.book
 
 release: $(STAMP)
 	$(PY) -m genlib release
