@@ -167,7 +167,7 @@ def stage_chapter(ch: dict, dst: Path, linker: Linker) -> int:
     """Copy one notebook for the book; returns the number of figures (image outputs) in it."""
     nb = nbformat.read(str(ch["path"]), as_version=4)
     figures = 0
-    first_heading = True
+    first_heading, used = True, set()
     for cell in nb.cells:
         if cell.cell_type == "code":
             if BEGIN in cell.source:
@@ -185,7 +185,12 @@ def stage_chapter(ch: dict, dst: Path, linker: Linker) -> int:
                     lines += ["", f"(chapter-{ch['num']})=", ""]
                     first_heading = False
                 elif level:
-                    lines += ["", f"({linker.section_label(ch['stem'], text)})=", ""]
+                    label, k = linker.section_label(ch["stem"], text), 1
+                    while label in used:  # the same heading twice: the bank links the first
+                        k += 1
+                        label = f"{linker.section_label(ch['stem'], text)}-{k}"
+                    used.add(label)
+                    lines += ["", f"({label})=", ""]
                 lines.append(line)
             cell.source = "\n".join(lines).lstrip("\n")
     nbformat.write(nb, str(dst / f"{ch['stem']}.ipynb"))

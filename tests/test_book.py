@@ -135,6 +135,9 @@ def test_no_broken_internal_link_and_nothing_from_the_network(site):
                 if unquote(parts.fragment) not in ids:
                     broken.append(f"{name}: {url} (no id {parts.fragment!r})")
     assert not broken, "\n".join(broken[:30])
+    bad = [w for w in (site["out"] / "warnings.txt").read_text(encoding="utf-8").splitlines()
+           if re.search(r"xref|reference|label|not readable|not found", w, re.I)]
+    assert not bad, "Sphinx could not resolve:\n" + "\n".join(bad[:20])
     n_links = sum(len(p.links) for p in site["pages"].values())
     assert n_links > 500, f"only {n_links} links checked: is the site empty?"
     mathjax = [s for p in site["pages"].values() for s in p.scripts if "mathjax" in s.lower()]
@@ -205,7 +208,8 @@ def test_the_table_of_contents_follows_the_files_in_solutions(tmp_path):
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_markdown_cell("# 12 · Extra: a test chapter\n\nSee `gan-2` and chapter 00."),
         nbformat.v4.new_markdown_cell("## 1 · Noise"),
-        nbformat.v4.new_markdown_cell("Text.\n## 2 · Later\n```python\n# a comment, not a heading\n```")])
+        nbformat.v4.new_markdown_cell("Text.\n## 2 · Later\n```python\n# a comment, not a heading\n```"),
+        nbformat.v4.new_markdown_cell("## 1 · Noise")])  # the same heading twice
     nbformat.write(nb, str(src / "12_extra.ipynb"))
     info = book.stage(tmp_path / "stage", src=src)
     assert [c["stem"] for c in info["chapters"]] == [CHAPTERS[0].stem, "12_extra"]
@@ -223,6 +227,8 @@ def test_the_table_of_contents_follows_the_files_in_solutions(tmp_path):
     speed = (tmp_path / "stage" / "bank" / "speed.md").read_text(encoding="utf-8")
     if any((e["links"]["notebook"] or "").startswith("solutions/11_") for e in interview.load_bank("speed")):
         assert "coming in chapter 11" in speed
+    assert staged.cells[1].source.startswith("(12_extra--1-noise)=")
+    assert staged.cells[3].source.startswith("(12_extra--1-noise-2)=")
     assert (tmp_path / "stage" / "_static" / "mathjax" / "tex-svg.js").is_file()
 
 
@@ -259,6 +265,7 @@ window.addEventListener('load', function () {
 
 def _run_chromium(exe, args, tmp_path):
     cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+           "--host-resolver-rules=MAP * ~NOTFOUND",  # no network: what renders came with the book
            "--force-device-scale-factor=1", "--virtual-time-budget=20000",
            f"--user-data-dir={tmp_path / 'profile'}", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
