@@ -232,7 +232,10 @@ def test_stacked_seeds_reproduce_single_seed_runs(kw):
         torch.manual_seed(0)
         mine = mc.unstack_seed(gs, mc.build_models(cfg)[0], i)
         for p, q in zip(mine.parameters(), ref.parameters()):
-            assert torch.allclose(p, q, atol=1e-5), f"seed {seed} drifted from its single run"
+            # 5e-5: float rounding (batched vs plain matmul, fused vs plain Adam), amplified where Adam
+            # divides tiny gradients by their own size; measured 1.1e-5 for mode-seeking, seed 7. A real
+            # leak across seeds moves weights by a sizeable part of 15 steps × lr 1e-3 = 1.5e-2.
+            assert torch.allclose(p, q, atol=5e-5), f"seed {seed} drifted from its single run"
         assert results[i].config["seed"] == seed
     # the seeds really differ: no weight sharing across the seed axis
     first = next(m for m in gs.modules() if isinstance(m, mc.SeedLinear))
