@@ -1,0 +1,351 @@
+"""The grader's trust boundary: attacks that must earn nothing, and the sanity cases.
+
+Two levels:
+
+* the judge on its own (fast): learner functions pickled here and judged through a worker —
+  containment (time, memory, crashes, environment, files), reference blocking, gradients;
+* whole notebooks through ``notebooks.grade`` (a kernel each, so few): every attack of the
+  gallery, written into the *unsolved* learner notebook of chapter 01 as a learner would, must
+  score 0 — each by name; the solution notebooks score full marks; a half-solved notebook scores
+  exactly its solved exercises.
+"""
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import cloudpickle
+import nbformat
+import pytest
+import torch
+
+from genlib import notebooks
+from genlib.exercises import registry
+from genlib.grading import judge
+
+ROOT = Path(__file__).resolve().parent.parent
+TANH = "warmup.to_tanh_range"
+
+
+# ============================================================================ the judge on its own
+@pytest.fixture(scope="module")
+def zygote(tmp_path_factory):
+    registry()
+    secret_dir = tmp_path_factory.mktemp("judge-files")
+    z = judge.Zygote([str(judge.PKG_DIR), str(secret_dir)], 2 * 2 ** 30)
+    z.secret_dir = secret_dir
+    yield z
+    z.close()
+
+
+def _judge(zygote, name, fn, timeout=20):
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # as a notebook's functions are
+    if not zygote.alive():  # an attack may have killed it: grade() restarts it the same way
+        z = judge.Zygote(zygote.deny_read, zygote.memory_bytes)
+        zygote.__dict__.update(z.__dict__)
+    return judge.judge_exercise(name, cloudpickle.dumps(fn), zygote, timeout)
+
+
+def good_tanh(x):
+    return 2 * x - 1
+
+
+def test_judge_scores_a_correct_function_and_fails_a_wrong_one(zygote):
+    assert _judge(zygote, TANH, good_tanh)["status"] == "passed"
+    r = _judge(zygote, TANH, lambda x: 2 * x)
+    assert r["status"] == "failed" and "endpoints" in r["detail"]
+    assert _judge(zygote, TANH, lambda x: x.mul_(2).sub_(1))["detail"] == "does not modify its input"
+
+
+def test_gradients_and_generators_cross_the_boundary(zygote):
+    import torch.nn.functional as F
+
+    assert _judge(zygote, "gan.g_loss", lambda f: F.softplus(-f).mean())["status"] == "passed"
+    r = _judge(zygote, "gan.g_loss", lambda f: F.softplus(-f).mean().detach())
+    assert r["status"] == "failed" and "gradient matches the reference" in r["detail"]
+
+    def sample(mean, cov, n, generator=None):
+        eps = torch.randn(n, len(mean), generator=generator, dtype=mean.dtype)
+        return mean + eps @ torch.linalg.cholesky(cov).T
+
+    assert _judge(zygote, "basics.sample_gaussian", sample)["status"] == "passed"
+    r = _judge(zygote, "basics.sample_gaussian",
+               lambda m, c, n, generator=None: m + torch.randn(n, len(m), dtype=m.dtype) @ c)
+    assert r["status"] == "failed" and "uses the generator" in r["detail"]
+
+
+def test_a_class_or_a_module_argument_fails_closed(zygote):
+    r = judge.judge_exercise("gan.mlp_generator", b"not even a pickle", zygote, 10)
+    assert r["status"] == judge.MANUAL
+    r = _judge(zygote, "modes.gradient_penalty", lambda critic, real, fake: torch.tensor(0.0))
+    assert r["status"] == judge.MANUAL and "_Recorder" in r["detail"], r
+
+
+def test_the_reference_is_unusable_in_the_worker_but_other_helpers_work(zygote):
+    def wrapper(x):
+        from genlib.data import to_tanh_range
+        return to_tanh_range(x)
+
+    def reload_it(x):
+        import importlib
+
+        import genlib.data
+        return importlib.reload(genlib.data).to_tanh_range(x)
+
+    def copy_source(x):
+        import inspect
+
+        import genlib.data
+        ns = {}
+        exec(inspect.getsource(genlib.data.to_tanh_range), ns)
+        return ns["to_tanh_range"](x)
+
+    def fresh_interpreter(x):
+        import subprocess
+        import sys
+        out = subprocess.run([sys.executable, "-c", "print(1)"], capture_output=True)
+        return 2 * x - int(out.stdout)
+
+    for fn in (wrapper, reload_it, copy_source, fresh_interpreter):
+        r = _judge(zygote, TANH, fn)
+        assert r["status"] == "failed" and r["detail"].startswith("returns a tensor"), (fn, r)
+    from genlib.data import to_tanh_range
+    assert _judge(zygote, TANH, to_tanh_range)["detail"].startswith("submitted genlib's reference")
+
+    def uses_another_helper(x):  # genlib's other functions stay usable
+        from genlib.losses import g_loss
+        return 2 * x - 1 + 0 * g_loss(torch.zeros(1))
+
+    assert _judge(zygote, TANH, uses_another_helper)["status"] == "passed"
+
+
+def test_containment_time_memory_crash_environment_files(zygote):
+    def hang(x):
+        while True:
+            pass
+
+    r = _judge(zygote, TANH, hang, timeout=3)
+    assert r["status"] == "timed out"
+    assert _judge(zygote, TANH, good_tanh)["status"] == "passed"  # the next exercise is graded
+
+    def memory(x):
+        return torch.ones(2 ** 31, dtype=torch.float64)  # 16 GiB
+
+    assert _judge(zygote, TANH, memory)["status"] == "failed"
+
+    def crash(x):
+        os.abort()
+
+    assert _judge(zygote, TANH, crash)["status"] == "crashed"
+
+    def kill_the_zygote(x):
+        os.kill(os.getppid(), 9)
+
+    assert _judge(zygote, TANH, kill_the_zygote)["status"] == "failed"  # os.kill is refused
+
+    secret = zygote.secret_dir / "judge.txt"
+    secret.write_text("judge")
+
+    def environment_and_files(x):
+        leaks = [k for k in os.environ if k.startswith("GENLIB_") and k != "GENLIB_PROGRESS"]
+        for attempt in (lambda: open(secret).read(), lambda: open(secret, "w").write("x"),
+                        lambda: open(ROOT / "genlib" / "data.py").read()):
+            try:
+                attempt()
+                leaks.append("file")
+            except OSError:
+                pass
+        return 2 * x - 1 if not leaks else x
+
+    assert _judge(zygote, TANH, environment_and_files)["status"] == "passed"
+    assert secret.read_text() == "judge"
+
+
+# ============================================================================ whole notebooks
+STUB = "# YOUR CODE HERE\n    raise NotImplementedError"
+CH01 = ["basics.fit_gaussian", "basics.gaussian_log_prob", "basics.sample_gaussian"]
+
+
+def _with_bodies(src: Path, out: Path, body: str | dict, before: str = "") -> Path:
+    """``src`` with every exercise stub replaced by ``body`` (per exercise when a dict)."""
+    nb = nbformat.read(src, as_version=4)
+    for cell in nb.cells:
+        m = re.search(r"""check\(\s*["']([\w.]+)["']""", cell.source)
+        if cell.cell_type == "code" and STUB in cell.source and m:
+            new = body.get(m.group(1)) if isinstance(body, dict) else body
+            if new is not None:
+                cell.source = cell.source.replace(STUB, new.replace("\n", "\n    "))
+    if before:
+        nb.cells.insert(1, nbformat.v4.new_code_cell(before))
+    nbformat.write(nb, str(out))
+    return out
+
+
+def _grade(path, reference=None):
+    result = notebooks.grade(path, timeout=120, reference=reference)
+    return result, {r["exercise"]: r for r in result["rows"]}
+
+
+# The first two act only outside the learner's kernel, i.e. where the old grader verified.
+FORGE = """import json, os, sys
+if "ipykernel" in sys.modules:
+    raise NotImplementedError
+claim = {n: {"status": "passed", "detail": "ok"} for n in %r}
+line = json.dumps(claim)
+print(line); sys.stdout.flush(); os.write(1, (line + "\\n").encode()); os.write(2, line.encode())
+os._exit(0)""" % (CH01,)
+
+PATCH = """import builtins, sys, torch, genlib.exercises as ex
+if "ipykernel" in sys.modules:
+    raise NotImplementedError
+ex.Report.passed = property(lambda self: True)
+ex.run_check = lambda name, fn: ex.Report(name, [])
+torch.allclose = lambda *a, **k: True
+torch.equal = lambda *a, **k: True
+builtins.all = lambda *a: True
+return torch.zeros(1)"""
+
+WRAP = {  # every route to genlib's own answer, then the route's result
+    "basics.fit_gaussian": "from genlib.density import fit_gaussian as ref\nreturn ref(x)",
+    "basics.gaussian_log_prob": "import genlib.exercises as ex\n"
+                                "return ex.get_spec('basics.gaussian_log_prob').reference(x, mean, cov)",
+    "basics.sample_gaussian": "import importlib, genlib.density as d\n"
+                              "return importlib.reload(d).sample_gaussian(mean, cov, n, generator)",
+}
+
+DETECT = """import os, sys
+graded = (os.environ.get("GENLIB_GRADING") == "1" or "ipykernel" not in sys.modules
+          or "genlib.grading" in sys.modules)
+if graded:
+    import genlib.density as d
+    return CALL
+raise NotImplementedError"""
+
+PLANT = """import os, cloudpickle, json, pathlib
+import genlib.density as d
+folder = pathlib.Path(os.environ.get("GENLIB_SUBMISSION_DIR", "."))
+(folder / "basics.fit_gaussian.pkl").write_bytes(cloudpickle.dumps(d.fit_gaussian))
+(folder / "basics.gaussian_log_prob.pkl").write_bytes(
+    cloudpickle.dumps(lambda x, mean, cov: d.gaussian_log_prob(x, mean, cov)))
+(folder / "basics.sample_gaussian.err").write_text("passed")
+(folder / "verdicts.json").write_text(json.dumps({n: "passed" for n in %r}))
+for n in %r:
+    (folder / (n + ".json")).write_text('{"status": "passed"}')""" % (CH01, CH01)
+
+PICKLE_BOMB = '''import os, pathlib, pickle
+SRC = """
+import genlib.exercises as ex, json, os, sys
+ex.Report.passed = property(lambda s: True)
+for r in sys.path + [os.path.expanduser("~")]:
+    try:
+        open(os.path.join(r or ".", "pwned"), "w").write("x")
+    except Exception:
+        pass
+print(json.dumps({"basics.fit_gaussian": {"status": "passed"}}))
+os._exit(0)
+"""
+class Boom:
+    def __reduce__(self):
+        return (exec, (SRC,))
+folder = pathlib.Path(os.environ.get("GENLIB_SUBMISSION_DIR", "."))
+for n in %r:
+    (folder / (n + ".pkl")).write_bytes(pickle.dumps(Boom()))''' % (CH01,)
+
+
+ATTACKS = {  # attack → how it must end for the three exercises (every one with 0 points)
+    "forged output and early exit in the verifier": dict(body=FORGE, end=["crashed"] * 3),
+    "patching genlib's checks, torch and builtins": dict(body=PATCH, end=["failed|crashed"] * 3),
+    "wrappers around genlib's references": dict(body=WRAP, end=["failed"] * 3),
+    "right answer only when it detects grading": dict(body={
+        "basics.fit_gaussian": DETECT.replace("CALL", "d.fit_gaussian(x)"),
+        "basics.gaussian_log_prob": DETECT.replace("CALL", "d.gaussian_log_prob(x, mean, cov)"),
+        "basics.sample_gaussian": DETECT.replace("CALL", "d.sample_gaussian(mean, cov, n, generator)")},
+        end=["failed"] * 3),
+    "files planted where submissions are collected": dict(body={}, before=PLANT,
+                                                          end=["failed", "failed", "error"]),
+    "pickled objects that run code when loaded": dict(body={}, before=PICKLE_BOMB,
+                                                      end=["crashed"] * 3),
+}
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+def test_attack_on_an_unsolved_notebook_scores_zero(tmp_path, attack):
+    spec = ATTACKS[attack]
+    path = _with_bodies(ROOT / "notebooks" / "01_generative_models.ipynb",
+                        tmp_path / "01_generative_models.ipynb", spec["body"], spec.get("before", ""))
+    result, rows = _grade(path, reference=ROOT / "notebooks" / "01_generative_models.ipynb")
+    assert list(rows) == CH01
+    assert [r["points"] for r in rows.values()] == [0, 0, 0], (attack, result["rows"])
+    # each attack reached the judge and ended as it should (not, say, "not reached")
+    for r, end in zip(rows.values(), spec["end"]):
+        assert r["status"] in end.split("|"), (attack, result["rows"])
+    if attack.startswith("files planted"):
+        assert rows["basics.fit_gaussian"]["detail"].startswith("submitted genlib's reference")
+    assert not (tmp_path / "pwned").exists() and not (ROOT / "pwned").exists()
+
+
+@pytest.mark.parametrize("chapter", ["00_start_here", "01_generative_models", "02_gan_theory"])
+def test_solution_notebooks_score_full_marks(chapter):
+    result, rows = _grade(ROOT / "solutions" / f"{chapter}.ipynb")
+    assert rows and all(r["points"] == 1 for r in rows.values()), result["rows"]
+
+
+def test_half_solved_notebook_scores_exactly_its_solved_exercises(tmp_path):
+    """Chapter 01 with only sample_gaussian solved (and fit_gaussian solved wrongly)."""
+    body = {"basics.sample_gaussian": "eps = torch.randn(n, len(mean), generator=generator, "
+                                      "dtype=mean.dtype)\nreturn mean + eps @ torch.linalg.cholesky(cov).T",
+            "basics.fit_gaussian": "return x.mean(0), torch.cov(x.T)"}
+    path = _with_bodies(ROOT / "notebooks" / "01_generative_models.ipynb",
+                        tmp_path / "01_generative_models.ipynb", body)
+    result, rows = _grade(path)
+    assert {n: r["points"] for n, r in rows.items()} == {
+        "basics.fit_gaussian": 0, "basics.gaussian_log_prob": 0, "basics.sample_gaussian": 1}
+    assert rows["basics.fit_gaussian"]["status"] == "failed"
+    assert rows["basics.gaussian_log_prob"]["status"] == "not done"
+
+
+def test_a_plain_callable_from_a_check_is_called_back_in_the_judge(zygote):
+    """A check may hand the learner's function a callable of its own (a velocity field that
+    records where it is evaluated): it runs in the judge, so what it records cannot be forged."""
+    from genlib.data import to_tanh_range
+    from genlib.exercises import _REGISTRY, CheckFailure, register
+
+    spec = register("grading_test.calls_back", to_tanh_range, "apply f three times")
+
+    @spec.case("f is called three times, on the previous result")
+    def _(fn):
+        seen = []
+
+        def f(x):
+            seen.append(x.clone())
+            return x + 1
+
+        out = fn(f, torch.zeros(2))
+        if [s.tolist() for s in seen] != [[0, 0], [1, 1], [2, 2]] or out.tolist() != [3, 3]:
+            raise CheckFailure(f"f saw {[s.tolist() for s in seen]}")
+
+    try:
+        assert _judge(zygote, "grading_test.calls_back", lambda f, x: f(f(f(x))))["status"] == "passed"
+        assert _judge(zygote, "grading_test.calls_back", lambda f, x: x + 3)["status"] == "failed"
+        assert _judge(zygote, "grading_test.calls_back", lambda f, x: f(x + 2))["status"] == "failed"
+    finally:
+        _REGISTRY.pop("grading_test.calls_back")
+
+
+def test_no_import_cycle_between_the_exercise_mechanism_and_the_notebook_tooling():
+    import ast
+
+    def imports(module_file):
+        tree = ast.parse((ROOT / "genlib" / module_file).read_text())
+        names = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+                names.update(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+        return names
+
+    assert not any(n.startswith("genlib.notebooks") or n == "genlib.grading.judge"
+                   for n in imports("exercises.py") | imports("grading/submission.py"))
