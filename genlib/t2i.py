@@ -1,6 +1,6 @@
 """Chapter 08's shipped models and the measurements made on them.
 
-``load(name)`` for "vq", "clip", "gpt", "maskgit", "bow", "txf" (trained by
+``load(name)`` for "vq", "clip", "gpt", "maskgit" (trained by
 ``scripts/train_text_to_image.py``); ``attribute_accuracy``, ``generate_images`` and ``evaluate``
 give the numbers the chapter asserts.
 """
@@ -14,7 +14,7 @@ import torch
 from genlib.features import WEIGHTS_DIR
 from genlib.text import Tokenizer
 
-NAMES = ("vq", "clip", "gpt", "maskgit", "bow", "txf")
+NAMES = ("vq", "clip", "gpt", "maskgit")
 N_COND = 4  # "a large red circle": four caption tokens
 
 
@@ -37,7 +37,6 @@ def new_token_model(kind: str):
 
 
 def new_model(name: str):
-    from genlib.conditioning import TextMaskGIT
     from genlib.text import ShapeCLIP
     from genlib.tokens import VQTokenizer
 
@@ -45,9 +44,7 @@ def new_model(name: str):
         return VQTokenizer()
     if name == "clip":
         return ShapeCLIP()
-    if name in ("gpt", "maskgit"):
-        return new_token_model(name)
-    return TextMaskGIT("bow" if name == "bow" else "transformer")
+    return new_token_model(name)
 
 
 @lru_cache(maxsize=None)
@@ -98,7 +95,6 @@ def evaluate(name: str, model, vq=None, n: int = 300) -> dict:
     """The headline number(s) of a chapter-08 model on held-out data (seed 1)."""
     import torch.nn.functional as F
 
-    from genlib.conditioning import binding_accuracy, two_shapes
     from genlib.data import shapes
     from genlib.tokens import codebook_usage
 
@@ -110,9 +106,6 @@ def evaluate(name: str, model, vq=None, n: int = 300) -> dict:
         d = shapes(2000, seed=1)
         pred = model.zero_shot(d.images)
         return {k: (pred[k] == getattr(d, k)).float().mean().item() for k in pred}
-    if name in ("gpt", "maskgit"):
-        d = shapes(n, seed=1)
-        imgs = generate_images(model, vq, d.captions)
-        return attribute_accuracy(imgs, d.shape, d.color, d.size)
-    d = two_shapes(n, seed=1)
-    return binding_accuracy(model.draw(d.captions, vq), d.shape, d.color)
+    d = shapes(n, seed=1)
+    imgs = generate_images(model, vq, d.captions)
+    return attribute_accuracy(imgs, d.shape, d.color, d.size)
