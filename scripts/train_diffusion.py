@@ -1,6 +1,6 @@
 """Train the digits models that chapter 07 samples from and write them to genlib/weights/.
 
-    .venv/bin/python scripts/train_diffusion.py                 # all four models (~15 min, 2 cores)
+    .venv/bin/python scripts/train_diffusion.py                 # all four models (~17 min, 2 cores)
     .venv/bin/python scripts/train_diffusion.py --only flow     # one of: flow ddpm reflow dcgan
     .venv/bin/python scripts/train_diffusion.py --check         # retrain, compare with the shipped files
     .venv/bin/python scripts/train_diffusion.py --check --only dcgan   # the quick subset (~1 min)
@@ -17,7 +17,9 @@ Reproducible: fixed seeds, CPU, 2 threads, deterministic algorithms. ``--check``
 compares the float16 weights bit for bit; a different CPU (other vector instructions) can round
 differently, so when the bits differ it also compares the digits-FID of both models' samples
 (8-step Euler / 20-step DDIM / 1-step Euler / DCGAN) and accepts a difference within 15 % — it
-says which of the two happened.
+says which of the two happened. Measured: ``--check --only dcgan`` in a fresh process was NOT bit
+for bit (adversarial training amplifies round-off: max |Δw| 0.15) but equivalent (FID 0.369 vs the
+shipped 0.389). Training times on 2 cores: flow 382 s, DDPM 353 s, reflow 248 s, DCGAN 52 s.
 """
 from __future__ import annotations
 
