@@ -13,17 +13,30 @@ What ships (float16 state dicts plus a config, loaded by genlib.diffusion.load_p
 * ``digits_dcgan.pt``  chapter 03's DCGAN generator (EMA weights), trained exactly as chapter 03 does
 
 Everything trains on the 1,500 train digits only; the 297 test digits stay held out for the FID.
-Reproducible: fixed seeds, CPU, 2 threads, deterministic algorithms. ``--check`` retrains and
-compares the float16 weights bit for bit; a different CPU (other vector instructions) can round
-differently, so when the bits differ it also compares the digits-FID of both models' samples
-(8-step Euler / 20-step DDIM / 1-step Euler / DCGAN) and accepts a difference within 15 % — it
-says which of the two happened. Measured: ``--check --only dcgan`` in a fresh process was NOT bit
-for bit (adversarial training amplifies round-off: max |Δw| 0.15) but equivalent (FID 0.369 vs the
-shipped 0.389). Training times on 2 cores: flow 382 s, DDPM 353 s, reflow 248 s, DCGAN 52 s.
+Reproducible: CPU, 2 threads, deterministic algorithms, and each model trains in its own RNG
+context (``_seeded``: the global generator, used for the initial weights, is seeded per model and
+restored afterwards; batches and noise come from each trainer's own seeded torch.Generator), so a
+model's weights do not depend on which models ran before it in the same process.
+``--check`` retrains and compares the config and every float16 tensor — parameters and buffers
+(batch-norm running statistics) — bit for bit, naming the tensors that differ; a different CPU
+(other vector instructions) can round differently, so when the bits differ it also compares the
+digits-FID of both models' samples (8-step Euler / 20-step DDIM / 1-step Euler / DCGAN) and accepts
+a difference within 15 % — it says which of the two happened.
+
+What ``--check`` has verified (this CPU, fresh processes): ``--check --only dcgan`` is bit for bit
+identical (16 of 16 tensors; digits-FID 0.369). The DCGAN shipped before commit "train_diffusion:
+per-model RNG contexts" differed from every retrain only in its batch-norm running statistics
+(parameters identical): it had been trained with genlib.gan.EMA's old update, which copied the
+raw G's buffers; f2611e7 made EMA average them like the weights. Retraining with the old update
+reproduced that file bit for bit, so the DCGAN was re-shipped from the current code.
+``--check`` for flow, DDPM and reflow has not been run yet (TinyUNet has no buffers, so the EMA
+change above does not touch them).
+Training times on 2 cores: flow 382 s, DDPM 353 s, reflow 248 s, DCGAN 52-74 s.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -44,10 +57,20 @@ DCGAN_STEPS, DCGAN_Z = 3000, 8  # as in chapter 03
 NAMES = ("flow", "ddpm", "reflow", "dcgan")
 
 
-def _setup(seed: int = 0):
+SEEDS = {"flow": 0, "ddpm": 1, "reflow": 2, "dcgan": 0}  # one per model (initial weights + data/noise)
+
+
+@contextlib.contextmanager
+def _seeded(name: str):
+    """Run one model's training in its own RNG context: 2 threads, deterministic algorithms, the
+    global generator (initial weights) seeded with SEEDS[name] and restored afterwards, so a model
+    trains the same whether or not others trained before it in this process. Batches and noise
+    come from each trainer's own torch.Generator seeded with the same number."""
     torch.set_num_threads(THREADS)
     torch.use_deterministic_algorithms(True)
-    torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEEDS[name])
+        yield SEEDS[name]
 
 
 def _data():
@@ -55,19 +78,19 @@ def _data():
 
 
 def train_flow(verbose=True) -> torch.nn.Module:
-    _setup(0)
-    x, y = _data()
-    model, _ = FL.train_flow(D.TinyUNet(time_scale=1000.0), x, FLOW_STEPS, y=y, seed=0,
-                             progress=verbose, desc="flow")
+    with _seeded("flow") as seed:
+        x, y = _data()
+        model, _ = FL.train_flow(D.TinyUNet(time_scale=1000.0), x, FLOW_STEPS, y=y, seed=seed,
+                                 progress=verbose, desc="flow")
     return model
 
 
 def train_ddpm(verbose=True) -> torch.nn.Module:
-    _setup(1)
-    x, y = _data()
-    sched = D.Schedule.cosine(T)
-    model, _ = D.train_diffusion(D.TinyUNet(time_scale=1000.0 / T), x, sched, DDPM_STEPS, y=y,
-                                 seed=1, progress=verbose, desc="DDPM")
+    with _seeded("ddpm") as seed:
+        x, y = _data()
+        sched = D.Schedule.cosine(T)
+        model, _ = D.train_diffusion(D.TinyUNet(time_scale=1000.0 / T), x, sched, DDPM_STEPS, y=y,
+                                     seed=seed, progress=verbose, desc="DDPM")
     return model
 
 
@@ -75,16 +98,16 @@ def train_reflow(flow_model: torch.nn.Module, verbose=True) -> torch.nn.Module:
     """One reflow round: couple fresh noise with flow_model's own samples (Heun, 16 steps, no
     guidance, balanced labels), then fine-tune a copy of flow_model on those fixed pairs."""
     import copy
-    _setup(2)
-    g = torch.Generator().manual_seed(2)
-    y = torch.arange(REFLOW_PAIRS) % 10
-    x0, x1 = FL.reflow_pairs(flow_model, REFLOW_PAIRS, (1, 8, 8), y=y, steps=REFLOW_HEUN_STEPS,
-                             generator=g)
-    student = copy.deepcopy(flow_model).train()
-    for p in student.parameters():
-        p.requires_grad_(True)
-    model, _ = FL.train_flow(student, x1, REFLOW_STEPS, y=y, x0=x0, lr=5e-4, seed=2,
-                             progress=verbose, desc="reflow")
+    with _seeded("reflow") as seed:
+        g = torch.Generator().manual_seed(seed)
+        y = torch.arange(REFLOW_PAIRS) % 10
+        x0, x1 = FL.reflow_pairs(flow_model, REFLOW_PAIRS, (1, 8, 8), y=y,
+                                 steps=REFLOW_HEUN_STEPS, generator=g)
+        student = copy.deepcopy(flow_model).train()
+        for p in student.parameters():
+            p.requires_grad_(True)
+        model, _ = FL.train_flow(student, x1, REFLOW_STEPS, y=y, x0=x0, lr=5e-4, seed=seed,
+                                 progress=verbose, desc="reflow")
     return model
 
 
@@ -93,13 +116,13 @@ def train_dcgan(verbose=True) -> torch.nn.Module:
     linear lr decay, EMA 0.999 of G; the EMA generator ships."""
     from genlib import gan
     from genlib.models import DCGANDiscriminator, DCGANGenerator
-    _setup(0)
-    x, _ = _data()
-    G, Dn = DCGANGenerator(DCGAN_Z), DCGANDiscriminator()
-    ema = gan.EMA(G, 0.999)
     os.environ.setdefault("GENLIB_PROGRESS", "1" if verbose else "0")
-    gan.train_gan(G, Dn, x, DCGAN_STEPS, DCGAN_Z, batch_size=128, lr_g=1e-3, lr_d=1e-3, ema=ema,
-                  lr_decay=True, desc="DCGAN")
+    with _seeded("dcgan") as seed:
+        x, _ = _data()
+        G, Dn = DCGANGenerator(DCGAN_Z), DCGANDiscriminator()
+        ema = gan.EMA(G, 0.999)  # since f2611e7 it also averages the batch-norm statistics
+        gan.train_gan(G, Dn, x, DCGAN_STEPS, DCGAN_Z, batch_size=128, lr_g=1e-3, lr_d=1e-3,
+                      ema=ema, lr_decay=True, seed=seed, desc="DCGAN")
     return ema.model.eval()
 
 
@@ -178,20 +201,28 @@ def _load(path):
 
 
 def _compare(name, blob, path) -> bool:
+    """Bit for bit: the config and every float16 tensor (parameters AND buffers, e.g. batch-norm
+    running statistics) must be equal to the file's; otherwise name the tensors that differ, then
+    fall back to the digits-FID tolerance."""
     shipped = torch.load(path, map_location="cpu", weights_only=True)
-    same = blob["config"] == shipped["config"] and all(
-        torch.equal(v, shipped["state"][k]) for k, v in blob["state"].items())
-    if same:
-        print(f"{name}: identical to the shipped weights")
+    new, old = blob["state"], shipped["state"]
+    if blob["config"] != shipped["config"] or new.keys() != old.keys():
+        print(f"{name}: config or tensor names differ from {path}: "
+              f"{blob['config']} vs {shipped['config']}")
+        return False
+    differ = [k for k in new if new[k].dtype != old[k].dtype or not torch.equal(new[k], old[k])]
+    if not differ:
+        print(f"{name}: identical to {path} (all {len(new)} tensors, bit for bit)")
         return True
-    diff = max((v.float() - shipped["state"][k].float()).abs().max().item()
-               for k, v in blob["state"].items() if v.is_floating_point())
+    diff = max((new[k].float() - old[k].float()).abs().max().item()
+               for k in differ if new[k].is_floating_point())
     shipped_model = _load_blob(name, shipped)
     new_model = _load_blob(name, blob)
     f_new, f_old = quick_fid(name, new_model), quick_fid(name, shipped_model)
     close = abs(f_new - f_old) <= 0.15 * f_old
-    print(f"{name}: DIFFERS bit-wise from the shipped weights (max |Δw| {diff:.2e}); digits-FID "
-          f"retrained {f_new:.3f} vs shipped {f_old:.3f}: "
+    print(f"{name}: DIFFERS bit-wise from {path} in {len(differ)} of {len(new)} tensors "
+          f"({', '.join(differ[:6])}{', ...' if len(differ) > 6 else ''}; max |Δw| {diff:.2e}); "
+          f"digits-FID retrained {f_new:.3f} vs shipped {f_old:.3f}: "
           + ("equivalent (within 15 %)" if close else "NOT equivalent"))
     return close
 
