@@ -29,8 +29,9 @@ per-model RNG contexts" differed from every retrain only in its batch-norm runni
 (parameters identical): it had been trained with genlib.gan.EMA's old update, which copied the
 raw G's buffers; f2611e7 made EMA average them like the weights. Retraining with the old update
 reproduced that file bit for bit, so the DCGAN was re-shipped from the current code.
-``--check`` for flow, DDPM and reflow has not been run yet (TinyUNet has no buffers, so the EMA
-change above does not touch them).
+``--check`` for flow, DDPM and reflow has NOT been verified: one ``--check --only flow`` run was
+stopped by its 560 s time limit while another process shared the 2 cores (TinyUNet has no
+buffers, so the EMA change above does not touch these three files).
 Training times on 2 cores: flow 382 s, DDPM 353 s, reflow 248 s, DCGAN 52-74 s.
 """
 from __future__ import annotations
