@@ -403,3 +403,16 @@ EU_GALLERY = [
 @pytest.mark.parametrize("label,fn,case,fragment", EU_GALLERY, ids=[g[0] for g in EU_GALLERY])
 def test_euler_gallery_rejected(rejects, label, fn, case, fragment):
     rejects(EU, fn, case, fragment)
+
+
+def test_a_wrong_formula_with_the_right_broadcast_is_not_reported_as_a_broadcast_error():
+    """The broadcast cases diagnose 'multiplied along the last axis' only where that product exists;
+    elsewhere a wrong formula must fall through to the case that names it, not crash the check."""
+    from genlib.exercises import run_check
+
+    report = run_check(QS, QS_GALLERY[0][1])  # variances as coefficients, broadcast right
+    assert "ᾱ broadcast over points (N, 2) and images (N, C, H, W)" not in report.failed_cases
+    assert "variances" in report.message_for("√ᾱ·x0 + √(1 − ᾱ)·noise")
+    report = run_check(IP, lambda x0, x1, t: col(t, x0) * x0 + (1 - col(t, x0)) * x1)  # swapped
+    assert "t broadcast over points (N, 2) and images (N, C, H, W)" not in report.failed_cases
+    assert "swapped" in report.message_for("t = 0 is the noise x0, t = 1 the data x1")

@@ -142,8 +142,8 @@ def _(fn):
         out = _call_broadcast(fn, (x0, ab, noise), "alpha_bar")
         expect_tensor(out, shape, "x_t")
         if not _close(out, _q_ref(x0, ab, noise)):
-            wrong = ab.sqrt() * x0 + (1 - ab).sqrt() * noise  # broadcast along the last axis
-            if _close(out, wrong):
+            # ᾱ multiplied along the last axis: only computable when that axis has the batch size
+            if shape[-1] == shape[0] and _close(out, ab.sqrt() * x0 + (1 - ab).sqrt() * noise):
                 raise CheckFailure(f"for inputs {shape} ᾱ was multiplied along the last axis (it happens "
                                    "to have the batch size), not per sample. " + _broadcast_hint("alpha_bar"))
             if len(shape) == 2:
@@ -541,7 +541,7 @@ def _(fn):
         expect_tensor(out, shape, "x_t")
         tt = _col(t, x0)
         if len(shape) > 2 and not _close(out, (1 - tt) * x0 + tt * x1):
-            if _close(out, (1 - t) * x0 + t * x1):
+            if shape[-1] == shape[0] and _close(out, (1 - t) * x0 + t * x1):
                 raise CheckFailure(f"for inputs {shape} t was multiplied along the last axis (it happens to "
                                    "have the batch size), not per sample. " + _broadcast_hint("t"))
             pts = _path_inputs((6, 2), 0)
