@@ -39,7 +39,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-__all__ = ["check", "register", "run_check", "CheckFailure", "Report", "registry", "Spec"]
+__all__ = ["check", "register", "run_check", "CheckFailure", "Report", "registry", "Spec", "probe"]
 
 
 class CheckFailure(AssertionError):
@@ -172,6 +172,23 @@ def run_check(name: str, fn: Any) -> Report:
         else:
             results.append(CaseResult(case.name, True))
     return Report(name, results)
+
+
+def probe(fn: Any, how: Callable, *args, **kwargs):
+    """Run the probe ``how(fn, *args, **kwargs)`` where the learner's object ``fn`` lives.
+
+    A probe is genlib code (a module-level function in ``genlib.probes``) that builds what a case
+    needs from plain arguments — a network, an optimiser, a schedule — runs the learner's function
+    or class on it and returns what it observed as plain data (tensors, numbers, lists, dicts).
+    In a notebook this is a plain call. While a submission is graded, ``fn`` stands for the
+    learner's object in a separate worker process: the probe runs there and only its plain
+    result comes back, so the case's verdict is still computed in the grader (see
+    ``genlib.grading``; the rule for check authors is in ``genlib/probes/__init__.py``).
+    """
+    runner = getattr(type(fn), "_genlib_run_probe", None)
+    if runner is not None:
+        return runner(fn, how, args, kwargs)
+    return how(fn, *args, **kwargs)
 
 
 def grading() -> bool:

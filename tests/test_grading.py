@@ -75,11 +75,27 @@ def test_gradients_and_generators_cross_the_boundary(zygote):
     assert r["status"] == "failed" and "uses the generator" in r["detail"]
 
 
-def test_a_class_or_a_module_argument_fails_closed(zygote):
+def test_a_module_argument_or_a_class_called_directly_fails_closed(zygote):
+    """A case that hands the learner's code a live object, or builds the learner's class itself,
+    instead of going through a probe, is not scored (0 points, "manual review")."""
+    from genlib.data import to_tanh_range
+    from genlib.exercises import _REGISTRY, register
+    from genlib.models import MLPGenerator
+
+    spec = register("grading_test.module_arg", to_tanh_range, "a case that passes a module")
+    spec.case("hands over a module")(lambda fn: fn(torch.nn.Linear(2, 2), torch.zeros(2)))
+    cls_spec = register("grading_test.class_direct", MLPGenerator, "a case that builds the class")
+    cls_spec.case("builds the class itself")(lambda cls: cls(z_dim=4))
+    try:
+        r = _judge(zygote, "grading_test.module_arg", lambda m, x: m(x))
+        assert r["status"] == judge.MANUAL and "Linear" in r["detail"], r
+        r = _judge(zygote, "grading_test.class_direct", torch.nn.Linear)
+        assert r["status"] == judge.MANUAL and "probe" in r["detail"], r
+    finally:
+        _REGISTRY.pop("grading_test.module_arg")
+        _REGISTRY.pop("grading_test.class_direct")
     r = judge.judge_exercise("gan.mlp_generator", b"not even a pickle", zygote, 10)
-    assert r["status"] == judge.MANUAL
-    r = _judge(zygote, "modes.gradient_penalty", lambda critic, real, fake: torch.tensor(0.0))
-    assert r["status"] == judge.MANUAL and "_Recorder" in r["detail"], r
+    assert r["status"] == "error" and r["detail"].startswith("could not load"), r
 
 
 def test_the_reference_is_unusable_in_the_worker_but_other_helpers_work(zygote):

@@ -3,8 +3,9 @@ import math
 
 import torch
 
-from genlib.exercises import CheckFailure, expect_close, expect_tensor, register
+from genlib.exercises import CheckFailure, expect_close, expect_tensor, probe, register
 from genlib.modecollapse import assign_modes, gradient_penalty, pack, reverse_kl
+from genlib.probes import ch04 as P
 
 # ----------------------------------------------------------------------------- assign_modes
 spec = register("modes.assign_modes", assign_modes,
@@ -217,30 +218,13 @@ spec = register("modes.gradient_penalty", gradient_penalty,
                 "WGAN-GP: mean (‖∇D(x̂)‖ − 1)² at random interpolates of real and fake")
 
 
-class _Recorder(torch.nn.Module):
-    """A critic that remembers the points it was evaluated at. f(x) = ½ Σ (a ⊙ x)² + w·x."""
-
-    def __init__(self, shape, seed=0):
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.a = torch.nn.Parameter(torch.rand(*shape, generator=g) + 0.5)
-        self.w = torch.nn.Parameter(torch.randn(*shape, generator=g))
-        self.seen = []
-
-    def forward(self, x):
-        self.seen.append(x.detach().clone())
-        return (0.5 * (self.a * x) ** 2 + self.w * x).flatten(1).sum(1, keepdim=True)
+_Recorder, _Linear = P.Recorder, P.Linear  # the critics live in genlib.probes.ch04
 
 
-class _Linear(torch.nn.Module):
-    """f(x) = w·x: its gradient is w everywhere, so the penalty is exactly (‖w‖ − 1)²."""
-
-    def __init__(self, w):
-        super().__init__()
-        self.w = torch.nn.Parameter(w)
-
-    def forward(self, x):
-        return (self.w * x).flatten(1).sum(1, keepdim=True)
+def _penalty(fn, critic, real, fake, backward=False):
+    """Run the learner's penalty on a critic built from ``critic`` (see genlib.probes.ch04), where
+    the learner's function lives; its observations as plain data."""
+    return probe(fn, P.penalty, critic, real, fake, backward=backward)
 
 
 def _segments(real, fake, seen):
@@ -274,9 +258,8 @@ def _segments(real, fake, seen):
 def _(fn):
     g = torch.Generator().manual_seed(1)
     real, fake = torch.randn(64, 2, generator=g) + 3, torch.randn(64, 2, generator=g) - 3
-    critic = _Recorder((2,))
-    fn(critic, real, fake)
-    t = _segments(real, fake, critic.seen)
+    obs = _penalty(fn, ("recorder", (2,), 0), real, fake)
+    t = _segments(real, fake, obs["seen"])
     if t.std() < 1e-3:
         raise CheckFailure("every sample got the same ε: draw one ε ~ U(0, 1) per sample")
 
@@ -287,9 +270,7 @@ def _(fn):
     real, fake = torch.randn(4096, 2, generator=g) + 3, torch.randn(4096, 2, generator=g) - 3
     ts = []
     for _ in range(2):
-        critic = _Recorder((2,))
-        fn(critic, real, fake)
-        ts.append(_segments(real, fake, critic.seen))
+        ts.append(_segments(real, fake, _penalty(fn, ("recorder", (2,), 0), real, fake)["seen"]))
     if torch.allclose(ts[0], ts[1]):
         raise CheckFailure("two calls used the same ε: draw it at random each call, torch.rand(N, 1, …) "
                            "(a fixed grid such as linspace is not a random interpolate)")
@@ -305,19 +286,13 @@ def _(fn):
 def _(fn):
     # the meta device stands in for a GPU: a tensor made without device=real.device lands on the CPU
     for device, dtype in (("meta", torch.float32), ("cpu", torch.bfloat16)):
-        real = torch.randn(8, 2, device=device, dtype=dtype)
-        fake = torch.randn(8, 2, device=device, dtype=dtype)
-        critic = _Linear(torch.tensor([0.6, 0.8], device=device, dtype=dtype))
-        try:
-            out = fn(critic, real, fake)
-        except RuntimeError as e:
-            if "device" in str(e):
-                raise CheckFailure("your penalty fails when the batch is on another device (a GPU): "
-                                   "create ε on the inputs' device and dtype, torch.rand(N, 1, …, "
-                                   "device=real.device, dtype=real.dtype)") from None
-            raise
-        if not torch.is_tensor(out) or out.device.type != device or out.dtype != dtype:
-            got = f"{out.dtype} on {out.device}" if torch.is_tensor(out) else type(out).__name__
+        obs = probe(fn, P.penalty_on_device, torch.tensor([0.6, 0.8]), 8, device, dtype)
+        if "device_error" in obs:
+            raise CheckFailure("your penalty fails when the batch is on another device (a GPU): "
+                               "create ε on the inputs' device and dtype, torch.rand(N, 1, …, "
+                               "device=real.device, dtype=real.dtype)")
+        if not obs["tensor"] or obs["device"] != device or obs["dtype"] != dtype:
+            got = obs["where"] if obs["tensor"] else obs["type"]
             raise CheckFailure(f"for {dtype} inputs on {device} your penalty is {got}: ε was made with the "
                                "default dtype/device and promoted the interpolates; use torch.rand(N, 1, …, "
                                "device=real.device, dtype=real.dtype)")
@@ -327,7 +302,7 @@ def _(fn):
 def _(fn):
     for norm in (2.0, 0.5):  # (‖w‖ − 1)² = 1 and 0.25: the one-sided max(0, ·)² gives 0 for 0.5
         w = torch.tensor([0.6, 0.8]) * norm
-        out = fn(_Linear(w), torch.randn(32, 2), torch.randn(32, 2))
+        out = _penalty(fn, ("linear", w), torch.randn(32, 2), torch.randn(32, 2))["out"]
         expect_tensor(out, (), "the penalty")
         expect_close(out, torch.tensor((norm - 1) ** 2), f"the penalty for a critic with ‖∇D‖ = {norm}",
                      "it is the mean over samples of (‖∇D(x̂)‖₂ − 1)², without λ (and two-sided)")
@@ -338,7 +313,8 @@ def _(fn):
     g = torch.Generator().manual_seed(2)
     w = torch.randn(3, 4, 4, generator=g)
     w = 2.0 * w / w.norm()  # ‖∇D‖ over (C, H, W) = 2 → penalty exactly 1
-    out = fn(_Linear(w), torch.randn(8, 3, 4, 4, generator=g), torch.randn(8, 3, 4, 4, generator=g))
+    out = _penalty(fn, ("linear", w), torch.randn(8, 3, 4, 4, generator=g),
+                   torch.randn(8, 3, 4, 4, generator=g))["out"]
     expect_tensor(out, (), "the penalty")
     v = float(out.detach())
     if not math.isclose(v, 1.0, rel_tol=1e-3):
@@ -351,34 +327,32 @@ def _(fn):
 def _(fn):
     g = torch.Generator().manual_seed(3)
     real, fake = torch.randn(16, 2, generator=g), torch.randn(16, 2, generator=g) + 1
-    critic = _Recorder((2,), seed=5)
-    out = fn(critic, real, fake)
-    if not (torch.is_tensor(out) and out.requires_grad):
+    obs = _penalty(fn, ("recorder", (2,), 5), real, fake, backward=True)
+    out, a_grad = obs["out"], obs["grads"]["a"]
+    if not (obs["tensor"] and obs["requires_grad"]):
         raise CheckFailure("the penalty has no gradient w.r.t. the critic's weights: pass "
                            "create_graph=True to torch.autograd.grad so the gradient can itself be differentiated")
-    out.backward()
-    if critic.a.grad is None or critic.a.grad.abs().sum() == 0:
+    if a_grad is None or a_grad.abs().sum() == 0:
         raise CheckFailure("the critic's weights got no gradient from the penalty: use "
                            "torch.autograd.grad(..., create_graph=True) and keep the result in the graph")
     # same interpolates through the reference formula
-    x_hat = critic.seen[-1].clone().requires_grad_(True)
+    x_hat = obs["seen"][-1].clone().requires_grad_(True)
     ref_critic = _Recorder((2,), seed=5)
     (gr,) = torch.autograd.grad(ref_critic(x_hat).sum(), x_hat, create_graph=True)
     ref = ((gr.norm(dim=1) - 1) ** 2).mean()
     expect_close(out.detach(), ref.detach(), "the penalty at your interpolates",
                  "average (‖∇D(x̂)‖₂ − 1)² over the batch (mean, not sum)")
     ref.backward()
-    expect_close(critic.a.grad, ref_critic.a.grad, "the critic's weight gradient",
+    expect_close(a_grad, ref_critic.a.grad, "the critic's weight gradient",
                  "the gradient of the penalty w.r.t. D's weights differs: is create_graph=True set?")
 
 
 @spec.case("does not leave gradients on real or fake")
 def _(fn):
     real, fake = torch.randn(8, 2), torch.randn(8, 2, requires_grad=True)
-    out = fn(_Recorder((2,), seed=7), real, fake)
-    if not (torch.is_tensor(out) and out.requires_grad):
+    obs = _penalty(fn, ("recorder", (2,), 7), real, fake, backward=True)
+    if not obs["requires_grad"]:
         return  # nothing to backpropagate: the create_graph case reports it
-    out.backward()
-    if fake.grad is not None and fake.grad.abs().sum() > 0:
+    if obs["fake_grad"] is not None and obs["fake_grad"].abs().sum() > 0:
         raise CheckFailure("the penalty sent gradients into the fake samples (the generator); build x̂ "
                            "from real.detach() and fake.detach() — the penalty trains only D")

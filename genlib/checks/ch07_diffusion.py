@@ -10,11 +10,11 @@ when the learner's numbers equal a known wrong formula it names that mistake.
 import math
 
 import torch
-from torch import nn
 
 from genlib.diffusion import Schedule, ddim_step, diffusion_loss, guided, q_sample
-from genlib.exercises import CheckFailure, expect_tensor, register
+from genlib.exercises import CheckFailure, expect_tensor, probe, register
 from genlib.flow import euler_sample, flow_matching_loss, interpolate, velocity_target
+from genlib.probes import ch07 as P
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -35,12 +35,17 @@ def _untouched(fn, args, what):
     """Call fn on clones and fail when it wrote into any of its tensor arguments."""
     before = [a.clone() if torch.is_tensor(a) else a for a in args]
     out = fn(*args)
-    for name, a, b in zip(what, args, before):
+    _inputs_untouched(before, args, what)
+    return out
+
+
+def _inputs_untouched(before, after, what):
+    """Fail when a tensor argument differs after the call from its copy taken before."""
+    for name, a, b in zip(what, after, before):
         if torch.is_tensor(a) and not torch.equal(a, b):
             raise CheckFailure(f"your function changed its input {name} in place (an in-place op such "
                                f"as +=, .mul_() or .add_() on it): the caller still needs {name}. "
                                "Compute a new tensor instead (x = x + ..., not x += ...)")
-    return out
 
 
 def _broadcast_hint(what: str) -> str:
@@ -206,39 +211,12 @@ dl = register("diffusion.loss", diffusion_loss,
               "the simple loss: t ~ U{0..T−1} per sample, fresh noise, mean ‖ε − ε_θ(x_t, t)‖²")
 
 
-class _EpsProbe(nn.Module):
-    """An 'ε-model' that knows x0 and returns the noise a given forward process must have used.
+_EpsProbe = P.EpsProbe  # the instrumented ε-model lives in genlib.probes.ch07
 
-    mode "ab": the correct process (√ᾱ_t, √(1 − ᾱ_t)); "ab+1" / "ab-1": ᾱ indexed off by one;
-    "alpha": α_t used for ᾱ_t; "var": ᾱ and 1 − ᾱ as coefficients; "x0": returns x0.
-    The output times ``scale`` (a parameter, 1) plus ``offset``: with the right process the loss is
-    offset² exactly.
-    """
 
-    def __init__(self, x0, schedule, mode="ab", offset=0.0):
-        super().__init__()
-        self.x0, self.s, self.mode, self.offset = x0, schedule, mode, offset
-        self.scale = nn.Parameter(torch.ones(()))
-        self.seen = []
-
-    def forward(self, x_t, t, y=None):
-        self.seen.append((x_t.detach().clone(), t.detach().clone() if torch.is_tensor(t) else t))
-        t = torch.as_tensor(t).long().reshape(-1).expand(x_t.shape[0])
-        T = self.s.T
-        if self.mode == "x0":
-            out = self.x0
-        else:
-            if self.mode == "alpha":
-                a = self.s.alphas[t]
-            else:
-                shift = {"ab": 0, "ab+1": 1, "ab-1": -1, "var": 0}[self.mode]
-                a = self.s.alpha_bar[(t + shift).clamp(0, T - 1)]
-            a = _col(a, x_t)
-            if self.mode == "var":
-                out = (x_t - a * self.x0) / (1 - a)
-            else:
-                out = (x_t - a.sqrt() * self.x0) / (1 - a).sqrt()
-        return self.scale * out + self.offset
+def _eps_loss(fn, x0, sch, mode="ab", **kw):
+    """The learner's loss on an _EpsProbe, run where the learner's function lives (a probe)."""
+    return probe(fn, P.eps_loss, x0, sch.betas, mode, **kw)
 
 
 def _loss_inputs(seed=0, shape=(256, 2)):
@@ -258,7 +236,7 @@ def _scalar(out, what="your loss"):
 def _(fn):
     torch.manual_seed(0)
     x0, sch = _loss_inputs()
-    out = _scalar(fn(_EpsProbe(x0, sch, "ab"), x0, sch))
+    out = _scalar(_eps_loss(fn, x0, sch, "ab")["out"])
     if out.item() < 1e-6:
         return
     for mode, msg in [
@@ -274,7 +252,7 @@ def _(fn):
                "is the noise that was added"),
     ]:
         torch.manual_seed(0)
-        if _scalar(fn(_EpsProbe(x0, sch, mode), x0, sch)).item() < 1e-6:
+        if _scalar(_eps_loss(fn, x0, sch, mode)["out"]).item() < 1e-6:
             raise CheckFailure(msg)
     raise CheckFailure("the model's input is not √ᾱ_t·x0 + √(1 − ᾱ_t)·ε for the t it receives, or the "
                        "target is not that ε. Draw t (N,) and ε, build x_t with q_sample(x0, "
@@ -285,11 +263,9 @@ def _(fn):
 def _(fn):
     torch.manual_seed(1)
     x0, sch = _loss_inputs(1)
-    probe = _EpsProbe(x0, sch)
+    seen = _eps_loss(fn, x0, sch, calls=3)["seen"]
     ts, epss = [], []
-    for _ in range(3):
-        fn(probe, x0, sch)
-    for x_t, t in probe.seen:
+    for x_t, t in seen:
         t = torch.as_tensor(t).long().reshape(-1)
         if t.numel() != x0.shape[0]:
             raise CheckFailure(f"the model got t of shape {tuple(t.shape)}: draw one time step per "
@@ -319,7 +295,7 @@ def _(fn):
 def _(fn):
     torch.manual_seed(2)
     x0, sch = _loss_inputs(2, (32, 1, 4, 4))
-    out = _scalar(fn(_EpsProbe(x0, sch, offset=0.5), x0, sch))
+    out = _scalar(_eps_loss(fn, x0, sch, offset=0.5)["out"])
     if _close(out, torch.tensor(0.25)):
         return
     if _close(out, torch.tensor(0.25 * 16)):
@@ -338,13 +314,12 @@ def _(fn):
 def _(fn):
     torch.manual_seed(3)
     x0, sch = _loss_inputs(3)
-    probe = _EpsProbe(x0, sch, offset=0.5)
-    out = _scalar(fn(probe, x0, sch))
-    if not out.requires_grad:
+    obs = _eps_loss(fn, x0, sch, offset=0.5, backward=True)
+    _scalar(obs["out"])
+    if not obs["requires_grad"]:
         raise CheckFailure("the loss carries no gradient: the model's output was detached (.detach(), "
                            ".item(), torch.no_grad or numpy) — training would not move it")
-    out.backward()
-    if probe.scale.grad is None or probe.scale.grad.abs() < 1e-6:
+    if obs["scale_grad"] is None or obs["scale_grad"].abs() < 1e-6:
         raise CheckFailure("no gradient reaches the model's parameters")
 
 
@@ -352,8 +327,8 @@ def _(fn):
 def _(fn):
     x0, sch = _loss_inputs(4)
     keep = x0.clone()
-    fn(_EpsProbe(x0.clone(), sch), x0, sch)
-    if not torch.equal(keep, x0):
+    after = _eps_loss(fn, x0, sch, model_x0=x0.clone())["x0_after"]
+    if not torch.equal(keep, after):
         raise CheckFailure("your loss changed x0 in place: build x_t as a new tensor")
 
 
@@ -645,22 +620,7 @@ fm = register("flow.loss", flow_matching_loss,
               "flow matching: mean ‖v_θ((1 − t)·x0 + t·x1, t, y) − (x1 − x0)‖² over every element")
 
 
-class _VProbe(nn.Module):
-    """A velocity model with a parameter, nonlinear in x and t, that records what it is given."""
-
-    def __init__(self):
-        super().__init__()
-        self.w = nn.Parameter(torch.tensor([0.7, -0.4, 0.9]))
-        self.calls = []
-
-    def forward(self, x, t, y=None):
-        self.calls.append((x.detach().clone(), t.detach().clone() if torch.is_tensor(t) else t, y))
-        tt = torch.as_tensor(t, dtype=x.dtype).reshape(-1)
-        tt = _col(tt.expand(x.shape[0]) if tt.numel() == 1 else tt, x)
-        out = self.w[0] * x + self.w[1] * tt + self.w[2] * torch.sin(3 * x) * tt
-        if y is not None:
-            out = out + 0.3 * _col(y.to(x.dtype) + 1, x)
-        return out
+_VProbe = P.VProbe  # the instrumented velocity model lives in genlib.probes.ch07
 
 
 def _fm_ref(model, x0, x1, t, y=None):
@@ -687,7 +647,7 @@ def _fm_call(fn, *args, **kw):
 @fm.case("one number: the mean squared error of the velocity")
 def _(fn):
     x0, x1, t = _fm_inputs((64, 2), 0)
-    out = _scalar(_fm_call(fn, _VProbe(), x0, x1, t))
+    out = _scalar(_fm_call(probe, fn, P.flow_loss, x0, x1, t)["out"])
     with torch.no_grad():
         want = _fm_ref(_VProbe(), x0, x1, t)
     if _close(out, want):
@@ -730,7 +690,7 @@ def _(fn):
 def _(fn):
     for shape in [(5, 1, 8, 8), (8, 3, 4, 8)]:
         x0, x1, t = _fm_inputs(shape, 1)
-        out = _scalar(_fm_call(fn, _VProbe(), x0, x1, t))
+        out = _scalar(_fm_call(probe, fn, P.flow_loss, x0, x1, t)["out"])
         with torch.no_grad():
             want = _fm_ref(_VProbe(), x0, x1, t)
         if not _close(out, want):
@@ -742,11 +702,11 @@ def _(fn):
 def _(fn):
     x0, x1, t = _fm_inputs((16, 2), 2)
     y = torch.arange(16) % 10
-    m = _VProbe()
-    out = _scalar(_fm_call(fn, m, x0, x1, t, y))
-    if not m.calls:
+    obs = _fm_call(probe, fn, P.flow_loss, x0, x1, t, y)
+    out = _scalar(obs["out"])
+    if not obs["calls"]:
         raise CheckFailure("the model was never called")
-    x_in, t_in, y_in = m.calls[-1]
+    x_in, t_in, y_in = obs["calls"][-1]
     if not torch.is_tensor(t_in) or torch.as_tensor(t_in).numel() != 16:
         raise CheckFailure("pass the model t as a tensor with one time per sample (N,)")
     if y_in is None:
@@ -761,17 +721,19 @@ def _(fn):
 @fm.case("gradient reaches the model, inputs unchanged")
 def _(fn):
     x0, x1, t = _fm_inputs((32, 1, 4, 4), 3)
-    m = _VProbe()
-    out = _scalar(_untouched(lambda *a: _fm_call(fn, m, *a), (x0, x1, t), ("x0", "x1", "t")))
-    if not out.requires_grad:
+    before = [x0.clone(), x1.clone(), t.clone()]
+    obs = _fm_call(probe, fn, P.flow_loss, x0, x1, t, backward=True)
+    _inputs_untouched(before, obs["inputs_after"], ("x0", "x1", "t"))
+    out = _scalar(obs["out"])
+    if not obs["requires_grad"]:
         raise CheckFailure("the loss carries no gradient: the model's output was detached (.detach(), "
                            ".item(), torch.no_grad) — training would not move the model")
-    out.backward()
-    if m.w.grad is None or m.w.grad.abs().sum() < 1e-6:
+    w_grad = obs["w_grad"]
+    if w_grad is None or w_grad.abs().sum() < 1e-6:
         raise CheckFailure("no gradient reaches the model's parameters")
     m2 = _VProbe()
-    _fm_ref(m2, x0, x1, t).backward()
-    if not _close(m.w.grad, m2.w.grad, 1e-3):
+    _fm_ref(m2, x0.clone(), x1.clone(), t.clone()).backward()
+    if not _close(w_grad, m2.w.grad, 1e-3):
         raise CheckFailure("the gradient differs from that of the flow matching loss: is the target "
                            "(x1 − x0) or x_t computed from something that carries the model's gradient?")
 

@@ -12,9 +12,15 @@ case sees what it would see in-process.
 What the worker sends is only ever *the learner's return value*: no pass/fail claim, exit code,
 printed line or patch inside the worker can change a verdict, and nothing it sends is unpickled.
 
-Fail-closed rules: an exercise whose answer is a class, or a case that would have to hand a module,
-an optimiser or another live object to the learner's code, is not graded automatically — it scores
-0 with status ``manual review`` (see :data:`MANUAL`).
+A case that needs more than plain data — a network, an optimiser, an exercise whose answer is a
+class — runs a *probe* (``genlib.exercises.probe``): genlib code from ``genlib.probes`` that the
+worker runs on the learner's object, building what it needs from plain arguments, and whose plain
+result comes back to the judge for the verdict. Only functions of ``genlib.probes`` are run that
+way.
+
+Fail-closed rule: a case that would hand a module, an optimiser or another live object to the
+learner's code directly (not through a probe) is not graded automatically — the exercise scores 0
+with status ``manual review`` (see :data:`MANUAL`).
 """
 from __future__ import annotations
 
@@ -72,10 +78,14 @@ _SAFE_EXC = {name: getattr(builtins, name) for name in (
     "ModuleNotFoundError", "NameError", "UnboundLocalError", "FloatingPointError")}
 
 
-def _exception(err: dict) -> Exception:
+def _exception(err: dict, probe: bool = False) -> Exception:
     if not isinstance(err, dict):
         return RemoteError("malformed error from the worker")
     name, msg, where = (str(err.get(k, ""))[:2000] for k in ("type", "message", "where"))
+    if probe and name == "CheckFailure":  # a probe's own failure message (it can only fail a case)
+        from genlib.exercises import CheckFailure
+
+        return CheckFailure(msg)
     text = msg + (f" (at: {where})" if where else "")
     cls = _SAFE_EXC.get(name)
     if cls is None:
@@ -270,6 +280,39 @@ class Session:
             box.run(keep=False)
         return box.result
 
+    def probe(self, how, args, kwargs):
+        """Run genlib's probe ``how`` on the learner's object in the worker; its plain result."""
+        mod, qual = getattr(how, "__module__", "") or "", getattr(how, "__qualname__", "") or ""
+        if not mod.startswith("genlib.probes.") or "<" in qual or "." in qual:
+            raise Ungradable(f"a check runs {mod}.{qual} as a probe; only module-level functions "
+                             "of genlib.probes can run in the grading worker")
+        blobs: list = []
+        try:
+            enc = wire.encode((list(args), dict(kwargs)), blobs, callbacks=self.callbacks)
+        except wire.NotData as e:
+            raise Ungradable(f"a check hands a probe {e}, which the safe grader cannot send to a "
+                             "separate process") from None
+        self.ids += 1
+        rng = wire.encode(torch.get_rng_state(), blobs)
+        header = {"op": "probe", "id": self.ids, "module": mod, "name": qual, "args": enc,
+                  "rng": rng, "grad": torch.is_grad_enabled()}
+        reply, rblobs = self.request(header, blobs)
+        if not reply["ok"]:
+            raise _exception(reply.get("error"), probe=True)
+        try:
+            result = wire.decode(reply["out"], rblobs, grad=False)
+            state = wire.decode(reply["rng"], rblobs, grad=False)
+        except wire.ProtocolError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise RemoteError(f"the probe's result is unreadable ({e})") from None
+        if isinstance(state, torch.Tensor) and state.dtype == torch.uint8:
+            try:
+                torch.set_rng_state(state)
+            except Exception:  # noqa: BLE001
+                pass
+        return result
+
     def backward(self, call_id: int, grads: list) -> list:
         blobs: list = []
         enc = wire.encode(grads, blobs)
@@ -419,6 +462,17 @@ class RemoteFunction:
     def __call__(self, *args, **kwargs):
         return self._session.call(args, kwargs)
 
+    def _genlib_run_probe(self, how, args, kwargs):
+        return self._session.probe(how, args, kwargs)
+
+
+class RemoteClass(RemoteFunction):
+    """Stands for the learner's class: only probes may use it (they build instances in the worker)."""
+
+    def __call__(self, *args, **kwargs):
+        raise Ungradable("a check builds your class directly instead of through a probe, so the "
+                         "safe grader cannot run it")
+
 
 # ----------------------------------------------------------------------------- grading
 def reference_location(ref) -> tuple[str, str] | None:
@@ -431,9 +485,7 @@ def reference_location(ref) -> tuple[str, str] | None:
 def judge_exercise(name: str, payload: bytes, zygote: Zygote, timeout: float) -> dict:
     """``{"status", "detail"}`` for one exercise from the learner's pickled function (bytes)."""
     spec = get_spec(name)
-    if inspect.isclass(spec.reference):
-        return {"status": MANUAL, "detail": "the answer is a class; the safe grader runs only "
-                "functions on plain data, so this exercise is not scored automatically"}
+    want = "class" if inspect.isclass(spec.reference) else "function"
     where = reference_location(spec.reference)
     if where is None:
         return {"status": MANUAL, "detail": "genlib's reference cannot be located to be blocked"}
@@ -443,9 +495,10 @@ def judge_exercise(name: str, payload: bytes, zygote: Zygote, timeout: float) ->
         kind = session.load(payload)
         if kind == "reference":
             return {"status": "failed", "detail": "submitted genlib's reference, not your own code"}
-        if kind != "function":
-            return {"status": "failed", "detail": f"expected a function, got a {kind}"}
-        report = run_check(name, RemoteFunction(session, name.rsplit(".", 1)[-1]))
+        if kind != want:
+            return {"status": "failed", "detail": f"expected a {want}, got a {kind}"}
+        stand_in = RemoteClass if want == "class" else RemoteFunction
+        report = run_check(name, stand_in(session, name.rsplit(".", 1)[-1]))
     except Abort as e:
         return {"status": e.status, "detail": str(e)[:300]}
     except Exception as e:  # noqa: BLE001 - e.g. the function could not be unpickled

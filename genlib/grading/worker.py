@@ -12,9 +12,9 @@ zygote forks one child per exercise, which
 * installs an audit hook that refuses, from then on, to open genlib's sources, the solutions and
   the judge's folder, to write outside its own folder, to start processes, to load native code
   through ctypes, to connect sockets and to send signals;
-* only then unpickles the learner's function, and serves ``call`` / ``backward`` requests: it
-  decodes plain data (``genlib.grading.wire``), calls the function and sends back what it
-  returned.
+* only then unpickles the learner's function or class, and serves ``call`` / ``backward`` /
+  ``probe`` requests: it decodes plain data (``genlib.grading.wire``), calls the function (or runs
+  genlib's probe from ``genlib.probes`` on the learner's object) and sends back what it returned.
 
 The child never says whether a check passed: it has no checks. Whatever it sends is treated by the
 judge as the learner function's return value, and judged there.
@@ -99,6 +99,13 @@ def _warm_up() -> None:
                                       torch.distributions.Normal(1.0, 2.0))
     F.conv2d(torch.randn(1, 1, 5, 5), torch.randn(1, 1, 3, 3)), torch.cdist(a, a)
     np.linalg.eigh(a.numpy()), np.linalg.inv(a.numpy())
+    for device, dtype in (("meta", torch.float32), ("cpu", torch.bfloat16)):  # e.g. a device check
+        m = torch.randn(4, 2, device=device, dtype=dtype).requires_grad_(True)
+        w = torch.nn.Parameter(torch.rand(2, device=device, dtype=dtype))
+        (gm,) = torch.autograd.grad((w * m * torch.rand(4, 1, device=device, dtype=dtype)).sum(), m,
+                                    create_graph=True)
+        ((gm.flatten(1).norm(dim=1) - 1) ** 2).mean().backward()
+    torch.optim.SGD([w], lr=0.1).step(), torch.optim.Adam([torch.nn.Parameter(x.detach())]).step()
 
 
 # ----------------------------------------------------------------------------- the zygote
@@ -322,6 +329,19 @@ def _callback(chan: _Chan, index: int):
     return call_judge
 
 
+def _probe_function(header: dict):
+    """The genlib probe the judge asked for: a function defined in a ``genlib.probes`` module."""
+    import types
+
+    mod, name = str(header.get("module", "")), str(header.get("name", ""))
+    if not mod.startswith("genlib.probes.") or not name.isidentifier():
+        raise PermissionError(f"{mod}.{name} is not a genlib probe")
+    how = getattr(sys.modules.get(mod), name, None)  # imported before the learner's code ran
+    if not isinstance(how, types.FunctionType) or how.__module__ != mod:
+        raise PermissionError(f"{mod}.{name} is not a genlib probe")
+    return how
+
+
 def _serve(chan: _Chan, reference) -> None:
     import cloudpickle
 
@@ -356,6 +376,15 @@ def _serve(chan: _Chan, reference) -> None:
                 if header.get("keep"):
                     graphs[header["id"]] = ([r for r in refs if isinstance(r, torch.Tensor)],
                                             [o for o in outs if isinstance(o, torch.Tensor)])
+            elif op == "probe":
+                how = _probe_function(header)
+                torch.set_rng_state(wire.decode(header["rng"], blobs))
+                args, kwargs = wire.decode(header["args"], blobs,
+                                           make_callback=lambda i: _callback(chan, i))
+                with torch.set_grad_enabled(bool(header.get("grad"))):
+                    result = how(fn, *args, **kwargs)
+                reply = {"ok": True, "out": wire.encode(result, out_blobs, strict=False),
+                         "rng": wire.encode(torch.get_rng_state(), out_blobs)}
             elif op == "backward":
                 ins, outs = graphs[header["id"]]
                 grads = wire.decode(header["grads"], blobs)
