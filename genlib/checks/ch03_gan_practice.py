@@ -6,58 +6,20 @@ instrumented optimisers, and compares the gradient each optimiser holds at the m
 with the gradient it should hold — which tells a missing ``detach``, a missing ``zero_grad``, and
 the wrong optimiser apart.
 """
-import copy
-
 import torch
-from torch import nn
 
 from genlib import gan, models
-from genlib.exercises import CheckFailure, expect_tensor, register
+from genlib.exercises import CheckFailure, expect_tensor, probe, register
 from genlib.losses import d_loss, g_loss
+from genlib.probes import ch03 as P
 
 # ============================================================================ modules
+# Every case reaches the learner's class through a probe (genlib.probes.ch03), which builds it with
+# fixed seeds and returns what the case looks at, so that the grader can run it in its worker.
 
 
-def _params(m):
-    return sum(p.numel() for p in m.parameters())
-
-
-def _build(cls, what, **kw):
-    try:
-        return cls(**kw)
-    except TypeError as e:
-        args = ", ".join(f"{k}={v}" for k, v in kw.items()) or "no arguments"
-        raise CheckFailure(f"could not build your {what} with {args} ({e}); keep the signature "
-                           "of the exercise")
-
-
-def _scaled_copy(model, factor=10.0):
-    """A copy with every parameter multiplied: a bounded (tanh/sigmoid) output stays bounded."""
-    m = copy.deepcopy(model)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.mul_(factor)
-    return m
-
-
-def _spatial_trace(model, run):
-    """Run ``run()`` with hooks on every submodule; return [(module, in (H, W), out (H, W))] for
-    modules whose input and output are both 4-D feature maps."""
-    seen, hooks = [], []
-
-    def hook(m, inp, out):
-        if inp and torch.is_tensor(inp[0]) and inp[0].dim() == 4 and torch.is_tensor(out) and out.dim() == 4:
-            seen.append((m, tuple(inp[0].shape[-2:]), tuple(out.shape[-2:])))
-    for m in model.modules():
-        if m is not model:
-            hooks.append(m.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            run()
-    finally:
-        for h in hooks:
-            h.remove()
-    return seen
+def _n_params(shapes):
+    return sum(int(torch.Size(s).numel()) for s in shapes)
 
 
 def generator_check(name, ref, kind):
@@ -65,9 +27,7 @@ def generator_check(name, ref, kind):
 
     @spec.case("maps (N, z_dim) noise to (N, 1, 8, 8)")
     def _(cls):
-        torch.manual_seed(0)
-        G = _build(cls, "generator", z_dim=16)
-        out = G(torch.randn(5, 16))
+        out = probe(cls, P.output, "generator", {"z_dim": 16}, (5, 16))
         expect_tensor(out, what="G(z) for z of shape (5, 16)")
         if tuple(out.shape) != (5, 1, 8, 8):
             raise CheckFailure(f"G(z) for z: (5, 16) has shape {tuple(out.shape)}, expected "
@@ -76,10 +36,7 @@ def generator_check(name, ref, kind):
 
     @spec.case("tanh output in [-1, 1], like the data")
     def _(cls):
-        torch.manual_seed(0)
-        G = _build(cls, "generator", z_dim=16)
-        out = G(torch.randn(64, 16)).detach()
-        big = _scaled_copy(G)(torch.randn(64, 16)).detach()
+        out, big = probe(cls, P.generator_range)
         if out.min() >= 0 and big.min() >= 0:
             raise CheckFailure("your images never go below 0 (a sigmoid output?) but the data are "
                                "scaled to [-1, 1], so D separates real from fake by range alone "
@@ -94,23 +51,19 @@ def generator_check(name, ref, kind):
 
     @spec.case("different noise, different images")
     def _(cls):
-        torch.manual_seed(0)
-        G = _build(cls, "generator", z_dim=16).eval()
-        with torch.no_grad():
-            out = G(torch.randn(8, 16))
+        out = probe(cls, P.output, "generator", {"z_dim": 16}, (8, 16), mode="eval", grad=False)
         if (out - out[:1]).abs().max() < 1e-6:
             raise CheckFailure("all noise vectors give the same image: the generator ignores z")
 
     @spec.case("a single sample in eval mode")
     def _(cls):
-        G = _build(cls, "generator", z_dim=16).eval()
-        with torch.no_grad():
-            out = G(torch.randn(1, 16))
+        out = probe(cls, P.output, "generator", {"z_dim": 16}, (1, 16), seed=None, mode="eval",
+                    grad=False)
         expect_tensor(out, (1, 1, 8, 8), "G(z) for one noise vector in eval mode")
 
     @spec.case("parameter count fits 8×8 digits")
     def _(cls):
-        n = _params(_build(cls, "generator"))
+        n = _n_params(probe(cls, P.parameter_shapes, "generator"))
         if n < 2_000:
             raise CheckFailure(f"{n:,} parameters is too few to draw ten digit classes")
         if n > 1_000_000:
@@ -119,10 +72,8 @@ def generator_check(name, ref, kind):
 
     @spec.case("every parameter gets a gradient")
     def _(cls):
-        torch.manual_seed(0)
-        G = _build(cls, "generator", z_dim=16)
-        G(torch.randn(8, 16)).pow(2).sum().backward()
-        dead = [n for n, p in G.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+        grads = probe(cls, P.generator_grads)
+        dead = [n for n, g in grads if g is None or not g.abs().sum() > 0]
         if dead:
             raise CheckFailure(f"no gradient reaches {', '.join(dead[:3])}: a layer is built but "
                                "not used in forward, or the graph is cut (.detach(), .data)")
@@ -130,16 +81,14 @@ def generator_check(name, ref, kind):
     if kind == "DCGAN":
         @spec.case("builds the image with (transposed) convolutions")
         def _(cls):
-            torch.manual_seed(0)
-            G = _build(cls, "generator", z_dim=16).eval()
-            seen = _spatial_trace(G, lambda: G(torch.randn(2, 16)))
-            if not any(isinstance(m, (nn.ConvTranspose2d, nn.Conv2d)) for m, _, _ in seen):
+            seen = probe(cls, P.generator_trace)
+            if not any(k in ("ConvTranspose2d", "Conv2d") for k, _, _ in seen):
                 raise CheckFailure("a DCGAN generator reshapes the projected noise into a small "
                                    "feature map and grows it with transposed convolutions (or "
                                    "upsample + conv); yours has no convolution")
-            grows = any(o[0] > i[0] or o[1] > i[1] for m, i, o in seen
-                        if isinstance(m, (nn.ConvTranspose2d, nn.Upsample)))
-            small = any(i[0] < 8 or i[1] < 8 for m, i, _ in seen if isinstance(m, (nn.ConvTranspose2d, nn.Conv2d)))
+            grows = any(o[0] > i[0] or o[1] > i[1] for k, i, o in seen
+                        if k in ("ConvTranspose2d", "Upsample"))
+            small = any(i[0] < 8 or i[1] < 8 for k, i, _ in seen if k in ("ConvTranspose2d", "Conv2d"))
             if not (grows or small):
                 raise CheckFailure("every convolution in your generator works on full 8×8 maps: the "
                                    "image is made by a dense layer and a convolution only polishes it. "
@@ -153,9 +102,7 @@ def discriminator_check(name, ref, kind):
 
     @spec.case("maps (N, 1, 8, 8) to logits of shape (N,)")
     def _(cls):
-        torch.manual_seed(0)
-        D = _build(cls, "discriminator")
-        out = D(torch.rand(5, 1, 8, 8) * 2 - 1)
+        out = probe(cls, P.output, "discriminator", {}, (5, 1, 8, 8), noise="rand2")
         expect_tensor(out, what="D(x)")
         if tuple(out.shape) == (5, 1):
             raise CheckFailure("D(x) has shape (5, 1): return (N,) with .view(-1); (N, 1) logits "
@@ -165,10 +112,7 @@ def discriminator_check(name, ref, kind):
 
     @spec.case("returns logits, not probabilities")
     def _(cls):
-        torch.manual_seed(0)
-        D = _scaled_copy(_build(cls, "discriminator"), 5.0)
-        x = torch.rand(64, 1, 8, 8) * 2 - 1
-        out = D(x).detach().view(-1)
+        out, shifted = probe(cls, P.discriminator_logits)
         if out.min() >= 0 and out.max() <= 1:
             raise CheckFailure("your outputs stay in [0, 1] even with large weights: D ends in a "
                                "sigmoid. Return raw logits and use a loss computed from logits "
@@ -179,11 +123,7 @@ def discriminator_check(name, ref, kind):
                                "grow: with tanh, D(x) = σ(logit) is stuck in [0.27, 0.73]. End with "
                                "the Linear layer")
         # a raw logit is the last layer's output: adding c to that layer's bias adds c to every logit
-        last = [m for m in D.modules() if isinstance(m, (nn.Linear, nn.Conv2d)) and m.bias is not None]
-        if last:
-            with torch.no_grad():
-                last[-1].bias.add_(10.0)
-                shifted = D(x).detach().view(-1)
+        if shifted is not None:
             if not torch.allclose(shifted - out, torch.full_like(out, 10.0), atol=1e-3):
                 kind_ = "log-sigmoid (outputs ≤ 0)" if out.max() <= 0 else "a squashing function"
                 raise CheckFailure(f"something follows D's last linear layer — {kind_}: a logit must be "
@@ -192,17 +132,14 @@ def discriminator_check(name, ref, kind):
 
     @spec.case("gradient reaches the input image")
     def _(cls):
-        torch.manual_seed(0)
-        D = _build(cls, "discriminator")
-        x = (torch.rand(4, 1, 8, 8) * 2 - 1).requires_grad_(True)
-        D(x).sum().backward()
-        if x.grad is None or not x.grad.abs().sum() > 0:
+        grad = probe(cls, P.discriminator_input_grad)
+        if grad is None or not grad.abs().sum() > 0:
             raise CheckFailure("no gradient flows from D's output back to its input, so the "
                                "generator cannot learn through D: avoid .detach(), .round(), argmax")
 
     @spec.case("parameter count fits 8×8 digits")
     def _(cls):
-        n = _params(_build(cls, "discriminator"))
+        n = _n_params(probe(cls, P.parameter_shapes, "discriminator"))
         if n < 500:
             raise CheckFailure(f"{n:,} parameters is too few to judge digits")
         if n > 1_000_000:
@@ -211,15 +148,11 @@ def discriminator_check(name, ref, kind):
     if kind == "DCGAN":
         @spec.case("downsamples with strided convolutions")
         def _(cls):
-            D = _build(cls, "discriminator").eval()
-            seen = _spatial_trace(D, lambda: D(torch.rand(2, 1, 8, 8) * 2 - 1))
-            convs = [(m, i, o) for m, i, o in seen if isinstance(m, nn.Conv2d)]
+            convs, pools = probe(cls, P.discriminator_trace)
             if not convs:
                 raise CheckFailure("a DCGAN discriminator uses strided convolutions instead of "
                                    "pooling or a flat MLP; yours has no Conv2d")
-            pools = [type(m).__name__ for m in D.modules()
-                     if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d))]
-            if not any(o[0] < i[0] or o[1] < i[1] for _, i, o in convs):
+            if not any(o[0] < i[0] or o[1] < i[1] for i, o in convs):
                 extra = f" ({', '.join(pools)} does the downsampling)" if pools else ""
                 raise CheckFailure("none of your convolutions makes the feature map smaller"
                                    f"{extra}: DCGAN replaced pooling by stride-2 convolutions, e.g. "
@@ -227,15 +160,8 @@ def discriminator_check(name, ref, kind):
 
         @spec.case("each image's logit depends on that image alone (no batch norm)")
         def _(cls):
-            torch.manual_seed(0)
-            D = _build(cls, "discriminator").train()
-            x = torch.rand(8, 1, 8, 8) * 2 - 1
-            y = x.clone()
-            y[1:] = torch.rand(7, 1, 8, 8) * 2 - 1
-            with torch.no_grad():
-                a, b = D(x).view(-1)[0], D(y).view(-1)[0]
+            a, b, bn = probe(cls, P.discriminator_batch_coupling)
             if not torch.allclose(a, b, atol=1e-5):
-                bn = [type(m).__name__ for m in D.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
                 what = f"your D has {bn[0]}" if bn else "something mixes the samples of a batch"
                 raise CheckFailure(f"in train mode, changing the other images of the batch changed image "
                                    f"0's logit: {what}. This D has no batch norm, so each logit depends on "
@@ -250,107 +176,71 @@ discriminator_check("gan.dcgan_discriminator", models.DCGANDiscriminator, "DCGAN
 
 
 # ============================================================================ the training step
-class _Recorder(nn.Module):
-    """A linear layer that remembers whether it ran in train mode."""
-
-    def __init__(self, d_in, d_out, act=None):
-        super().__init__()
-        self.lin, self.act, self.modes, self.inputs = nn.Linear(d_in, d_out), act, [], []
-
-    def forward(self, x):
-        self.modes.append(self.training)
-        self.inputs.append(x.detach().clone())
-        y = self.lin(x.flatten(1))
-        return self.act(y) if self.act is not None else y.view(-1)
+# The learner's step runs in a probe (genlib.probes.ch03.train_step_run) on tiny instrumented models
+# whose optimisers record, at each step(), the gradients they hold and the models' parameters. The
+# gradients they should hold and the reference step are computed here, from those records.
+_Recorder, Z, X = P.Recorder, P.Z, P.X
 
 
-class _SpySGD(torch.optim.SGD):
-    """SGD that records at each ``step``: its name, its grads, the grads it should hold, G's grads."""
-
-    def __init__(self, params, label, log, expected, G):
-        super().__init__(params, lr=0.1)
-        self.label, self.log, self.expected, self.G = label, log, expected, G
-
-    def step(self, closure=None):
-        def snap(ps):
-            return [None if p.grad is None else p.grad.detach().clone() for p in ps]
-        own = snap(p for g in self.param_groups for p in g["params"])
-        self.log.append((self.label, own, self.expected(self.label), snap(self.G.parameters())))
-        return super().step(closure)
-
-
-Z, X = 3, 5
-
-
-def _g_noise(G, z):
+def _g_noise(last, z):
     """The noise of the G step: the z passed in, or fresh noise of the same shape that G last saw
     (Goodfellow et al.'s Algorithm 1 samples new z for the G step: a valid variant)."""
-    last = G.inputs[-1] if G.inputs else z
+    last = z if last is None else last
     if last.shape == z.shape and not torch.equal(last, z) and 0.3 < float(last.std()) < 3 \
             and float((last - last[:1]).abs().max()) > 0:
         return last
     return z
 
 
-def _expected_grads(G, D, real, z, state):
-    """The gradients each optimiser should hold when it steps, from the models' current state."""
-    def fn(label):
-        g, d = copy.deepcopy(G), copy.deepcopy(D)
-        if label == "opt_d":
-            fake = g(z)
-            loss, params = d_loss(d(real), d(fake.detach())), list(d.parameters())
-        else:
-            zg = _g_noise(G, z)
-            loss, params = g_loss(d(g(zg))), list(g.parameters())
-            state["g_loss_at_step"], state["fresh_z"] = loss.item(), zg is not z
-        return list(torch.autograd.grad(loss, params))
-    return fn
+def _models(state):
+    G, D = _Recorder(Z, X, torch.tanh), _Recorder(X, 1)
+    G.load_state_dict(state["G"])
+    D.load_state_dict(state["D"])
+    return G, D
+
+
+def _expected(rec, real, z, info):
+    """The gradient the optimiser of record ``rec`` should hold, from the models when it stepped."""
+    g, d = _models(rec)
+    if rec["label"] == "opt_d":
+        fake = g(z)
+        loss, params = d_loss(d(real), d(fake.detach())), list(d.parameters())
+    else:
+        zg = _g_noise(rec["g_input"], z)
+        loss, params = g_loss(d(g(zg))), list(g.parameters())
+        info["g_loss_at_step"], info["fresh_z"] = loss.item(), zg is not z
+    return list(torch.autograd.grad(loss, params))
 
 
 def _run_step(fn, calls=2, seed=0):
     """Run the learner's step ``calls`` times on tiny models in eval mode; return what happened."""
-    torch.manual_seed(seed)
-    G, D = _Recorder(Z, X, torch.tanh), _Recorder(X, 1)
-    with torch.no_grad():  # logits of a few units, so sigmoid(mean) and mean(sigmoid) differ clearly
-        D.lin.weight.mul_(4.0)
-    G.eval(), D.eval()  # the step must switch them to train mode itself
-    gen = torch.Generator().manual_seed(seed + 1)
-    log, outs, state = [], [], {}
-    expected = lambda label: _expected_grads(G, D, state["real"], state["z"], state)(label)  # noqa: E731
-    opt_g = _SpySGD(G.parameters(), "opt_g", log, expected, G)
-    opt_d = _SpySGD(D.parameters(), "opt_d", log, expected, G)
+    raw = probe(fn, P.train_step_run, calls, seed)
+    with torch.random.fork_rng(devices=[]):
+        G0, D0 = P.tiny_models(seed)
+    first = raw["starts"][0]
+    if any(not torch.equal(first[m][k], v) for m, net in (("G", G0), ("D", D0))
+           for k, v in net.state_dict().items()):
+        raise CheckFailure("the models your step received are not the ones the check built")
     per_call, refs = [], []
-    for k in range(calls):
-        # unequal sizes on the second call: 8 real images, 6 noise vectors
-        state["real"] = torch.rand(8, X, generator=gen) * 2 - 1
-        state["z"] = torch.randn(8 if k == 0 else 6, Z, generator=gen)
-        state.pop("g_loss_at_step", None)
-        # the reference step on a deep copy of the same state (models and optimisers)
-        g2, d2 = copy.deepcopy(G), copy.deepcopy(D)
+    for start, records in zip(raw["starts"], raw["per_call"]):
+        real, z = start["real"], start["z"]
+        # the reference step on a copy of the same state (models and optimisers)
+        g2, d2 = _models(start)
         o_g2, o_d2 = torch.optim.SGD(g2.parameters(), lr=0.1), torch.optim.SGD(d2.parameters(), lr=0.1)
-        o_g2.load_state_dict(opt_g.state_dict()), o_d2.load_state_dict(opt_d.state_dict())
-        with torch.no_grad():
-            before = {"real_logits": d2(state["real"]).view(-1), "fake_logits": d2(g2(state["z"])).view(-1)}
-        ref = gan.train_step(g2, d2, o_g2, o_d2, state["real"].clone(), state["z"].clone())
+        o_g2.load_state_dict(start["opt_g"]), o_d2.load_state_dict(start["opt_d"])
         g2.eval(), d2.eval()
         with torch.no_grad():
-            after = {"real_logits": d2(state["real"]).view(-1), "fake_logits": d2(g2(state["z"])).view(-1)}
-        G.inputs.clear()
-        start = len(log)
-        try:
-            outs.append(fn(G, D, opt_g, opt_d, state["real"].clone(), state["z"].clone()))
-        except RuntimeError as e:
-            if "second time" in str(e):
-                raise CheckFailure("the generator's backward failed because the D step's backward "
-                                   "already went through G's graph and freed it: the fakes were "
-                                   "not detached in the D step. Use D(fake.detach()) there "
-                                   "(retain_graph=True would only hide the leak)") from None
-            raise
-        per_call.append(log[start:])
-        refs.append(dict(ref=ref, before=before, after=after, g_loss_at_step=state.get("g_loss_at_step"),
-                         fresh_z=state.get("fresh_z", False)))
-        G.eval(), D.eval()  # as the notebook does when it samples between steps
-    return dict(G=G, D=D, outs=outs, per_call=per_call, refs=refs)
+            before = {"real_logits": d2(real).view(-1), "fake_logits": d2(g2(z)).view(-1)}
+        ref = gan.train_step(g2, d2, o_g2, o_d2, real.clone(), z.clone())
+        g2.eval(), d2.eval()
+        with torch.no_grad():
+            after = {"real_logits": d2(real).view(-1), "fake_logits": d2(g2(z)).view(-1)}
+        info = {}
+        per_call.append([(r["label"], r["own"], _expected(r, real, z, info), r["g_grads"])
+                         for r in records])
+        refs.append(dict(ref=ref, before=before, after=after, g_loss_at_step=info.get("g_loss_at_step"),
+                         fresh_z=info.get("fresh_z", False)))
+    return dict(modes=raw["modes"], outs=raw["outs"], per_call=per_call, refs=refs)
 
 
 def _same(a, b, tol=1e-5):
@@ -507,7 +397,7 @@ def _(fn):
 @spec.case("both models in train mode during the step")
 def _(fn):
     run = _run_step(fn, calls=1)
-    if not all(run["G"].modes) or not all(run["D"].modes):
+    if not all(run["modes"]["G"]) or not all(run["modes"]["D"]):
         raise CheckFailure("a model ran in eval mode during training (the notebook samples in eval "
                            "mode between steps): call G.train() and D.train() at the start of "
                            "the step, or batch norm and dropout behave as at test time")
