@@ -3,16 +3,15 @@
 Each check tests behaviour: it rejects the buggy snippet in ``genlib.spotbugs`` with a message that
 names the bug, and accepts the fix.
 """
-import copy
 import math
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from genlib import spotbugs as sb
-from genlib.exercises import CheckFailure, expect_close, expect_tensor, register
+from genlib.exercises import CheckFailure, expect_close, expect_tensor, probe, register
 from genlib.losses import d_loss, g_loss, gaussian_kl
+from genlib.probes import ch11 as P
 
 
 def _gen(seed):
@@ -132,13 +131,11 @@ spec = _isolated(register("bugs.gaussian_head", sb.FixedGaussianHead,
                 "mean and log-variance heads are unconstrained Linear layers"))
 
 
-def _head_out(cls):
-    torch.manual_seed(0)
-    head = cls(12, 5)
-    mu, logvar = head(torch.randn(256, 12))
+def _head_out(cls, backward=False):
+    mu, logvar, grads = probe(cls, P.gaussian_head, backward=backward)
     expect_tensor(mu, (256, 5), "mu")
     expect_tensor(logvar, (256, 5), "logvar")
-    return head, mu, logvar
+    return grads, mu, logvar
 
 
 @spec.case("returns (mu, logvar) of shape (N, latent_dim)")
@@ -164,10 +161,8 @@ def _(cls):
 
 @spec.case("gradients reach both heads")
 def _(cls):
-    head, mu, logvar = _head_out(cls)
-    (mu.sum() + logvar.sum()).backward()
-    params = list(head.parameters())
-    if not params or any(p.grad is None or p.grad.abs().sum() == 0 for p in params):
+    grads, mu, logvar = _head_out(cls, backward=True)
+    if not grads or any(g is None or g.abs().sum() == 0 for g in grads):
         raise CheckFailure("some parameters get no gradient: both mu and logvar must come from "
                            "trainable layers applied to h")
 
@@ -246,18 +241,16 @@ spec = _isolated(register("bugs.conv_encoder", sb.FixedConvEncoder,
 
 
 def _encode(cls, size, latent):
-    enc = cls(image_size=size, latent_dim=latent)
-    try:
-        out = enc(torch.randn(3, 1, size, size))
-    except RuntimeError as e:
-        if "shapes cannot be multiplied" in str(e) or "size mismatch" in str(e):
-            hint = (" — the side is not divisible by 4, so image_size // 4 (floor) is too small: each "
-                    "conv (k=3, s=2, p=1) maps s → ⌈s/2⌉, so the side is (image_size + 3) // 4"
-                    if size % 4 else "")
-            raise CheckFailure(f"on {size}×{size} images the Linear layer after Flatten gets the wrong "
-                               f"number of features ({e}): compute in_features from image_size — "
-                               f"each stride-2 conv halves the side, rounding up{hint}") from None
-        raise
+    obs = probe(cls, P.conv_encoder, size, latent)
+    if "size_error" in obs:
+        e = obs["size_error"]
+        hint = (" — the side is not divisible by 4, so image_size // 4 (floor) is too small: each "
+                "conv (k=3, s=2, p=1) maps s → ⌈s/2⌉, so the side is (image_size + 3) // 4"
+                if size % 4 else "")
+        raise CheckFailure(f"on {size}×{size} images the Linear layer after Flatten gets the wrong "
+                           f"number of features ({e}): compute in_features from image_size — "
+                           f"each stride-2 conv halves the side, rounding up{hint}")
+    out = obs["out"]
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         raise CheckFailure("forward should return (mu, logvar)")
     for name, t in zip(("mu", "logvar"), out):
@@ -470,14 +463,12 @@ spec = _isolated(register("bugs.generator_tanh", sb.FixedMLPGenerator,
 
 @spec.case("z (N, 16) → (N, 64)")
 def _(cls):
-    torch.manual_seed(0)
-    expect_tensor(cls(z_dim=16, out_dim=64)(torch.randn(5, 16)), (5, 64), "G(z)")
+    expect_tensor(probe(cls, P.generator, 5, 1.0)[0], (5, 64), "G(z)")
 
 
 @spec.case("outputs stay in [−1, 1]")
 def _(cls):
-    torch.manual_seed(0)
-    out = cls(z_dim=16, out_dim=64)(torch.randn(64, 16) * 50).detach()
+    out, _ = probe(cls, P.generator, 64, 50.0)
     if out.abs().max() > 1 + 1e-6:
         raise CheckFailure(f"outputs reach {out.abs().max():.3g}: a linear last layer is unbounded, "
                            "but the data live in [−1, 1]; end the generator with tanh")
@@ -488,14 +479,10 @@ def _(cls):
 
 @spec.case("saturated outputs still pass a gradient (tanh, not a clamp)")
 def _(cls):
-    torch.manual_seed(0)
-    G = cls(z_dim=16, out_dim=64)
-    out = G(torch.randn(256, 16) * 4)
+    out, grads = probe(cls, P.generator, 256, 4.0, saturated_grads=True)
     exact = (out.detach().abs() >= 1.0).float().mean().item()
     if exact > 0.01:
         # tanh reaches ±1 exactly in float32 only beyond |x| ≈ 9; a clamp does at |x| = 1
-        grads = torch.autograd.grad(out[out.detach().abs() >= 1.0].sum(), list(G.parameters()),
-                                    allow_unused=True)
         if all(g is None or g.abs().sum() == 0 for g in grads):
             raise CheckFailure(f"{exact:.0%} of the outputs sit exactly at ±1 and pass no gradient: "
                                "clamp(-1, 1) / hardtanh bound the range but their gradient is 0 "
@@ -528,16 +515,9 @@ def _(fn):
 
 
 # ============================================================================ GAN steps
-def _tiny_gan(seed=0):
-    torch.manual_seed(seed)
-    G = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 2))
-    D = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 1), nn.Flatten(0))
-    real, z = torch.randn(32, 2) + 2, torch.randn(32, 2)
-    return G, D, real, z
-
-
-def _params(m):
-    return [p.detach().clone() for p in m.parameters()]
+# The learner's step runs in a probe (genlib.probes.ch11) on the seeded tiny GAN; the reference
+# fix runs here on the same GAN, built with the same seed.
+_tiny_gan, _params, _junk_grads = P.tiny_gan, P.params, P.junk_grads
 
 
 def _same(a, b, tol=1e-6):
@@ -550,31 +530,21 @@ spec = _isolated(register("bugs.d_step_detach", sb.fixed_d_step,
 
 @spec.case("D is updated by its own loss")
 def _(fn):
-    G, D, real, z = _tiny_gan()
-    G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
-    fn(G, D, torch.optim.SGD(D.parameters(), lr=0.1), real, z)
+    obs = probe(fn, P.d_step)
+    G2, D2, real, z = _tiny_gan()
     sb.fixed_d_step(G2, D2, torch.optim.SGD(D2.parameters(), lr=0.1), real, z)
-    if not _same(_params(D), _params(D2), 1e-5):
+    if not _same(obs["D"], _params(D2), 1e-5):
         raise CheckFailure("after one step D's parameters differ from a plain SGD step on "
                            "d_loss(D(real), D(fake)): zero grads, backward, opt_d.step()")
 
 
-def _junk_grads(*modules, value=5.0):
-    """Fill every .grad with junk, as a training loop leaves them: G's backward fills D's .grad."""
-    for m in modules:
-        for p in m.parameters():
-            p.grad = torch.full_like(p, value)
-
-
 @spec.case("stale gradients in D are cleared (zero_grad before backward)")
 def _(fn):
-    G, D, real, z = _tiny_gan()
-    G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
-    _junk_grads(D)
+    obs = probe(fn, P.d_step, junk=True)
+    G2, D2, real, z = _tiny_gan()
     _junk_grads(D2)
-    fn(G, D, torch.optim.SGD(D.parameters(), lr=0.1), real, z)
     sb.fixed_d_step(G2, D2, torch.optim.SGD(D2.parameters(), lr=0.1), real, z)
-    if not _same(_params(D), _params(D2), 1e-5):
+    if not _same(obs["D"], _params(D2), 1e-5):
         raise CheckFailure("when D's .grad already holds gradients (in a loop, the G step's backward "
                            "leaves them there) your D step adds them to its own: call "
                            "opt_d.zero_grad() before loss.backward()")
@@ -582,9 +552,8 @@ def _(fn):
 
 @spec.case("G gets no gradient from D's loss")
 def _(fn):
-    G, D, real, z = _tiny_gan()
-    fn(G, D, torch.optim.SGD(D.parameters(), lr=0.1), real, z)
-    if any(p.grad is not None and p.grad.abs().sum() > 0 for p in G.parameters()):
+    obs = probe(fn, P.d_step)
+    if any(g is not None and g.abs().sum() > 0 for g in obs["G_grads"]):
         raise CheckFailure("after your D step G's parameters hold gradients: the fake batch was not "
                            "detached, so backward ran through G (wasted compute, and stale "
                            "gradients in G's .grad). Use G(z).detach()")
@@ -597,40 +566,38 @@ spec_b = _isolated(register("bugs.d_not_frozen", sb.fixed_train_step,
 
 
 def _run_step(fn, junk=False, steps=1):
-    G, D, real, z = _tiny_gan()
-    G0, D0 = _params(G), _params(D)
-    G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
+    """The learner's steps (a probe) and the reference's on the same GAN, as parameter lists."""
+    obs = probe(fn, P.train_steps, junk=junk, steps=steps)
+    if not all(obs["pairs"]):
+        raise CheckFailure("return (d_loss, g_loss)")
+    G2, D2, real, z = _tiny_gan()
+    G0, D0 = _params(G2), _params(D2)
     if junk:
-        _junk_grads(G, D)
         _junk_grads(G2, D2)
-    opts = (torch.optim.SGD(G.parameters(), lr=0.1), torch.optim.SGD(D.parameters(), lr=0.1))
     opts2 = (torch.optim.SGD(G2.parameters(), lr=0.1), torch.optim.SGD(D2.parameters(), lr=0.1))
     for _ in range(steps):
-        out = fn(G, D, *opts, real, z)
         sb.fixed_train_step(G2, D2, *opts2, real, z)
-        if not isinstance(out, (tuple, list)) or len(out) != 2:
-            raise CheckFailure("return (d_loss, g_loss)")
-    return G, D, G0, D0, G2, D2
+    return obs["G"], obs["D"], G0, D0, _params(G2), _params(D2)
 
 
 def _step_cases(spec):
     @spec.case("D is updated")
     def _(fn):
         _, D, _, D0, _, _ = _run_step(fn)
-        if _same(_params(D), D0, 0):
+        if _same(D, D0, 0):
             raise CheckFailure("D's parameters did not change: its loss is computed but never "
                                "stepped. Zero D's grads, backward its loss, opt_d.step()")
 
     @spec.case("G is updated")
     def _(fn):
         G, _, G0, _, _, _ = _run_step(fn)
-        if _same(_params(G), G0, 0):
+        if _same(G, G0, 0):
             raise CheckFailure("G's parameters did not change: backward g_loss and call opt_g.step()")
 
     @spec.case("D moves only by its own loss")
     def _(fn):
         _, D, _, _, _, D2 = _run_step(fn)
-        if not _same(_params(D), _params(D2), 1e-5):
+        if not _same(D, D2, 1e-5):
             raise CheckFailure("D's parameters differ from one step on its own loss: D must stay "
                                "frozen in the generator step — step only opt_g there (and zero "
                                "D's grads before its own step)")
@@ -638,29 +605,29 @@ def _step_cases(spec):
     @spec.case("G matches one D step then one G step")
     def _(fn):
         G, _, _, _, G2, _ = _run_step(fn)
-        if not _same(_params(G), _params(G2), 1e-5):
+        if not _same(G, G2, 1e-5):
             raise CheckFailure("G's parameters differ from the reference: update D first, then G "
                                "against the updated D with g_loss(D(G(z)))")
 
     @spec.case("stale gradients are cleared before each backward")
     def _(fn):
         G, D, _, _, G2, D2 = _run_step(fn, junk=True)
-        if not _same(_params(D), _params(D2), 1e-5):
+        if not _same(D, D2, 1e-5):
             raise CheckFailure("when D's .grad already holds gradients — the previous G step's "
                                "backward leaves them there — your D step adds them to D's own: call "
                                "opt_d.zero_grad() before D's backward")
-        if not _same(_params(G), _params(G2), 1e-5):
+        if not _same(G, G2, 1e-5):
             raise CheckFailure("when G's .grad already holds gradients (from the previous iteration) "
                                "your G step adds them: call opt_g.zero_grad() before G's backward")
 
     @spec.case("two consecutive steps match the reference")
     def _(fn):
         G, D, _, _, G2, D2 = _run_step(fn, steps=2)
-        if not _same(_params(D), _params(D2), 1e-5):
+        if not _same(D, D2, 1e-5):
             raise CheckFailure("after two training steps D differs from the reference although one "
                                "step matched: the G step's backward left gradients in D's .grad and "
                                "your next D step used them. Call opt_d.zero_grad() before D's backward")
-        if not _same(_params(G), _params(G2), 1e-5):
+        if not _same(G, G2, 1e-5):
             raise CheckFailure("after two training steps G differs from the reference: G's gradients "
                                "accumulate across iterations. Call opt_g.zero_grad() before G's backward")
 
@@ -703,40 +670,43 @@ spec = _isolated(register("bugs.adam_betas", sb.fixed_make_optimizers,
 
 
 def _optimizers(fn):
-    G, D, _, _ = _tiny_gan()
-    out = fn(G, D)
-    if not isinstance(out, (tuple, list)) or len(out) != 2:
+    """What the learner's optimisers are (a probe): type, parameters held, lr, betas."""
+    obs = probe(fn, P.optimizers)
+    if not obs["pair"]:
         raise CheckFailure("return (opt_g, opt_d)")
-    return G, D, out
+    for f in obs["opts"]:
+        if not f["groups"]:
+            raise AttributeError(f"'{f['type']}' object has no attribute 'param_groups'")
+    return obs["n"], obs["opts"]
 
 
 @spec.case("two Adam optimizers, one per network")
 def _(fn):
-    G, D, (opt_g, opt_d) = _optimizers(fn)
-    for name, opt, net, other in (("opt_g", opt_g, G, D), ("opt_d", opt_d, D, G)):
-        if not isinstance(opt, torch.optim.Adam):
-            raise CheckFailure(f"{name} is a {type(opt).__name__}, expected torch.optim.Adam")
-        held = {id(p) for group in opt.param_groups for p in group["params"]}
-        if held != {id(p) for p in net.parameters()}:
-            swapped = held == {id(p) for p in other.parameters()}
+    n, (opt_g, opt_d) = _optimizers(fn)
+    for name, opt, net, other in (("opt_g", opt_g, "G", "D"), ("opt_d", opt_d, "D", "G")):
+        if not opt["adam"]:
+            raise CheckFailure(f"{name} is a {opt['type']}, expected torch.optim.Adam")
+        held = {tuple(h) for h in opt["held"]}
+        if held != {(net, i) for i in range(n[net])}:
+            swapped = held == {(other, i) for i in range(n[other])}
             raise CheckFailure(f"{name} does not hold exactly its own network's parameters"
                                + (": opt_g and opt_d are swapped" if swapped else ""))
 
 
 @spec.case("learning rate 2e-4")
 def _(fn):
-    _, _, opts = _optimizers(fn)
+    _, opts = _optimizers(fn)
     for name, opt in zip(("opt_g", "opt_d"), opts):
-        lr = opt.param_groups[0]["lr"]
+        lr = opt["lr"]
         if abs(lr - 2e-4) > 1e-12:
             raise CheckFailure(f"{name} has lr {lr:g}, the exercise asks for 2e-4")
 
 
 @spec.case("β1 ≤ 0.5 for both optimizers")
 def _(fn):
-    _, _, opts = _optimizers(fn)
+    _, opts = _optimizers(fn)
     for name, opt in zip(("opt_g", "opt_d"), opts):
-        b1, b2 = opt.param_groups[0]["betas"]
+        b1, b2 = opt["betas"]
         if (b1, b2) == (0.9, 0.999):
             raise CheckFailure(f"{name} uses Adam's default betas (0.9, 0.999): with β1 = 0.9 the "
                                "update averages ~10 steps of gradients of a target that the other "
@@ -753,31 +723,18 @@ spec = _isolated(register("bugs.conv_decoder", sb.FixedConvDecoder,
 
 
 def _decode(cls, latent_dim, n=3):
-    """Run the decoder, recording the shape every Linear layer receives."""
-    torch.manual_seed(0)
-    dec = cls(latent_dim=latent_dim)
-    seen = []
-    hooks = [m.register_forward_pre_hook(lambda mod, inp: seen.append(tuple(inp[0].shape)))
-             for m in dec.modules() if isinstance(m, nn.Linear)]
-    try:
-        out = dec(torch.randn(n, latent_dim))
-        err = None
-    except RuntimeError as e:
-        out, err = None, e
-    finally:
-        for h in hooks:
-            h.remove()
-    return dec, out, err, seen
+    """Run the decoder (a probe), recording the shape every Linear layer receives."""
+    out, err, seen = probe(cls, P.decoder_run, latent_dim, n)
+    return None, out, err, [tuple(s) for s in seen]
 
 
 @spec.case("the first Linear takes latent_dim inputs")
 def _(cls):
     for latent in (50, 7):
-        dec = cls(latent_dim=latent)
-        linears = [m for m in dec.modules() if isinstance(m, nn.Linear)]
-        if linears and linears[0].in_features not in (0, latent):  # 0: a LazyLinear, sized on use
+        linears = probe(cls, P.decoder_linears, latent)
+        if linears and linears[0] not in (0, latent):  # 0: a LazyLinear, sized on use
             raise CheckFailure(f"with latent_dim = {latent} your first Linear expects "
-                               f"{linears[0].in_features} inputs: the decoder must take the encoder's "
+                               f"{linears[0]} inputs: the decoder must take the encoder's "
                                "latent size, nn.Linear(latent_dim, …), not a hard-coded number")
 
 
@@ -857,22 +814,14 @@ spec = _isolated(register("bugs.loss_attribute", sb.fixed_generator_step,
 
 
 def _g_step(fn, junk=False):
-    G, D, _, z = _tiny_gan()
-    G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
+    """The learner's G step (a probe) and the reference's on the same GAN, as parameter lists."""
+    obs = probe(fn, P.generator_step, junk=junk)
+    G2, D2, _, z = _tiny_gan()
+    D0 = _params(D2)
     if junk:
-        _junk_grads(G)
         _junk_grads(G2)
-    D0 = _params(D)
-    try:
-        out = fn(G, D, torch.optim.SGD(G.parameters(), lr=0.1), z)
-    except AttributeError as e:
-        if "loss" in str(e):
-            raise CheckFailure(f"{e}: a PyTorch model carries no loss (and the source's Keras model "
-                               "had none either). Compute it from D's logits: loss = g_loss(D(G(z)))"
-                               ) from None
-        raise
     sb.fixed_generator_step(G2, D2, torch.optim.SGD(G2.parameters(), lr=0.1), z)
-    return G, D, G2, D0, out
+    return obs["G"], obs["D"], _params(G2), D0, obs["out"]
 
 
 @spec.case("runs on plain nn.Module networks and returns the loss")
@@ -884,17 +833,17 @@ def _(fn):
 @spec.case("G moves like one SGD step on g_loss(D(G(z)))")
 def _(fn):
     G, D, G2, D0, _ = _g_step(fn)
-    if not _same(_params(G), _params(G2), 1e-5):
+    if not _same(G, G2, 1e-5):
         raise CheckFailure("G's parameters differ from one step on g_loss(D(G(z))) (the "
                            "non-saturating loss): zero_grad, backward, opt_g.step()")
-    if not _same(_params(D), D0, 0):
+    if not _same(D, D0, 0):
         raise CheckFailure("D's parameters changed during the generator step: only opt_g steps here")
 
 
 @spec.case("stale gradients in G are cleared")
 def _(fn):
     G, _, G2, _, _ = _g_step(fn, junk=True)
-    if not _same(_params(G), _params(G2), 1e-5):
+    if not _same(G, G2, 1e-5):
         raise CheckFailure("when G's .grad already holds gradients your step adds them: call "
                            "opt_g.zero_grad() before backward")
 
