@@ -1,0 +1,417 @@
+"""Checks for chapter 09 (speed, measured).
+
+* ``speed.nfe``            network evaluations per sample of a sampler (guidance ×2, Heun ×2)
+* ``speed.kv_attend``      one decoding step of attention with a KV cache
+* ``speed.median_ms``      a timing with warm-up calls and the median of repeated runs
+* ``parallel.global_gradient``  what the all-reduce of data-parallel training must compute
+
+Every check compares outputs with formulas written out here, and names the known wrong formula
+when the learner's numbers equal it.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+
+import torch
+
+from genlib.exercises import CheckFailure, expect_tensor, register
+from genlib.parallel import global_gradient
+
+
+def _close(a, b, tol: float = 1e-5) -> bool:
+    return (torch.is_tensor(a) and a.shape == b.shape and bool(torch.isfinite(a).all())
+            and torch.allclose(a.double(), b.double(), rtol=tol, atol=tol))
+
+
+# ============================================================================ NFE
+ONE_PASS = ("gan", "vae")
+PER_STEP = {"ddpm": 1, "ddim": 1, "euler": 1, "heun": 2}
+
+
+def nfe(method: str, steps: int, guided: bool) -> int:
+    """Network evaluations per generated sample.
+
+    method: "gan" or "vae" (one pass of the generator/decoder; ``steps`` is ignored),
+    "ddpm", "ddim", "euler" (one evaluation per step) or "heun" (two per step: the slope at the
+    start and at the Euler end point). ``guided``: classifier-free guidance evaluates the network on
+    the condition and on the null condition, so every evaluation counts twice (even when both go
+    through as one batched call).
+    """
+    n = 1 if method in ONE_PASS else PER_STEP[method] * steps
+    return 2 * n if guided and method not in ONE_PASS else n
+
+
+nfe_spec = register("speed.nfe", nfe,
+                    "network evaluations per sample: one pass 1, DDPM/DDIM/Euler = steps, Heun = 2·steps, "
+                    "classifier-free guidance ×2")
+
+
+def _int(out, what):
+    if isinstance(out, bool) or not isinstance(out, (int, float)) or (isinstance(out, float) and not out.is_integer()):
+        raise CheckFailure(f"{what}: expected a whole number of evaluations, got {out!r}")
+    return int(out)
+
+
+@nfe_spec.case("one-pass generators cost one evaluation")
+def _(fn):
+    for m in ONE_PASS:
+        for steps in (1, 50):
+            got = _int(fn(m, steps, False), f"nfe({m!r}, {steps}, False)")
+            if got != 1:
+                raise CheckFailure(f"nfe({m!r}, {steps}, False) = {got}: a {m.upper()} draws a sample with ONE "
+                                   "pass of its generator/decoder, whatever `steps` says (there are no steps)")
+
+
+@nfe_spec.case("one evaluation per step for DDPM, DDIM and Euler")
+def _(fn):
+    for m in ("ddpm", "ddim", "euler"):
+        for steps in (1, 10, 100):
+            got = _int(fn(m, steps, False), f"nfe({m!r}, {steps}, False)")
+            if got == steps:
+                continue
+            if m == "ddpm" and got in (1000, 999):
+                raise CheckFailure("DDPM's cost is the number of steps you run (`steps`), not a fixed 1000")
+            raise CheckFailure(f"nfe({m!r}, {steps}, False) = {got}: each {m} step calls the network once")
+
+
+@nfe_spec.case("Heun evaluates twice per step")
+def _(fn):
+    for steps in (8, 32, 1):     # 8 first: 2·1 − 1 = 1 would look like Euler
+        got = _int(fn("heun", steps, False), f"nfe('heun', {steps}, False)")
+        if got == 2 * steps:
+            continue
+        if got == steps:
+            raise CheckFailure("Heun counted like Euler: each Heun step evaluates the velocity at the start "
+                               "AND at the Euler end point to average the two slopes, 2 evaluations per step")
+        if got == 2 * steps - 1:
+            raise CheckFailure("2·steps − 1 is EDM's variant (its last step is a plain Euler step); genlib's "
+                               "sample_heun corrects every step: 2·steps")
+        raise CheckFailure(f"nfe('heun', {steps}, False) = {got}; expected 2·steps = {2 * steps}")
+
+
+@nfe_spec.case("guidance doubles every iterative method")
+def _(fn):
+    for m, steps in (("ddim", 10), ("euler", 4), ("ddpm", 100), ("heun", 8)):
+        base = (2 if m == "heun" else 1) * steps
+        got = _int(fn(m, steps, True), f"nfe({m!r}, {steps}, True)")
+        if got == 2 * base:
+            continue
+        if got == base:
+            raise CheckFailure(f"guidance not counted for {m}: classifier-free guidance runs the network on the "
+                               "condition and on the null condition at every step, ×2 (batching the two "
+                               "calls saves latency, not evaluations)")
+        if got == base + 1:
+            raise CheckFailure("guidance added one evaluation in total; it adds one per step (×2)")
+        if m == "heun" and got in (2 * steps, 3 * steps):
+            raise CheckFailure(f"Heun with guidance gave {got} for {steps} steps: 2 evaluations per step × 2 "
+                               "for guidance = 4·steps (guidance doubles every evaluation, not every step)")
+        raise CheckFailure(f"nfe({m!r}, {steps}, True) = {got}; expected {2 * base}")
+
+
+@nfe_spec.case("one-pass generators are not guided twice")
+def _(fn):
+    for m in ONE_PASS:
+        got = _int(fn(m, 1, False), f"nfe({m!r}, 1, False)")
+        if got != 1:
+            raise CheckFailure(f"nfe({m!r}, 1, False) = {got}; a one-pass generator costs 1")
+
+
+# ============================================================================ KV-cache attention
+def kv_attend(q, k_new, v_new, k_cache, v_cache):
+    """One decoding step of scaled dot-product attention with a KV cache.
+
+    q, k_new, v_new: (B, H, 1, d), the new token's query, key and value; k_cache, v_cache:
+    (B, H, t, d), the keys and values of the t earlier tokens (t may be 0). The new key and value
+    are appended to the cache (along the sequence axis, after the old ones) and the new query
+    attends over all t + 1 of them — there is nothing to mask: everything in the cache is in the
+    past. Returns (out (B, H, 1, d), k_cache (B, H, t+1, d), v_cache (B, H, t+1, d)).
+    """
+    k = torch.cat([k_cache, k_new], dim=2)
+    v = torch.cat([v_cache, v_new], dim=2)
+    w = (q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])).softmax(-1)
+    return w @ v, k, v
+
+
+kv_spec = register("speed.kv_attend", kv_attend,
+                   "append k/v to the cache (sequence axis), attend the new query over every cached "
+                   "position with softmax(q·kᵀ/√d)")
+
+
+def _qkv(b=2, h=3, length=7, d=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(b, h, length, d, generator=g) for _ in range(3)]
+
+
+def _causal_full(q, k, v):
+    """Full causal attention over a whole sequence (what decoding without a cache recomputes)."""
+    length, d = q.shape[-2], q.shape[-1]
+    s = q @ k.transpose(-2, -1) / math.sqrt(d)
+    mask = torch.ones(length, length, dtype=torch.bool).tril()
+    return s.masked_fill(~mask, float("-inf")).softmax(-1) @ v
+
+
+def _step(fn, q, k, v, i, kc, vc):
+    sl = slice(i, i + 1)
+    try:
+        res = fn(q[..., sl, :].clone(), k[..., sl, :].clone(), v[..., sl, :].clone(), kc, vc)
+    except RuntimeError as e:
+        if "Sizes of tensors must match" in str(e) or "size of tensor" in str(e):
+            raise CheckFailure(f"shapes do not fit ({str(e)[:120]}): the cache (B, H, t, d) and the new key "
+                               "(B, H, 1, d) differ along the sequence axis; concatenate along it (dim=2)")
+        raise
+    if not isinstance(res, (tuple, list)) or len(res) != 3:
+        raise CheckFailure("return three things: (out, k_cache, v_cache), the updated caches included")
+    return res
+
+
+@kv_spec.case("returns (out, k_cache, v_cache) with the caches one longer")
+def _(fn):
+    q, k, v = _qkv()
+    b, h, _, d = q.shape
+    kc, vc = k[..., :3, :].clone(), v[..., :3, :].clone()
+    out, k2, v2 = _step(fn, q, k, v, 3, kc, vc)
+    expect_tensor(out, (b, h, 1, d), "out")
+    if not torch.is_tensor(k2) or not torch.is_tensor(v2):
+        raise CheckFailure("the caches must be tensors")
+    if k2.shape == kc.shape:
+        raise CheckFailure("the returned cache has the old length t: append k_new and v_new to it "
+                           "(torch.cat([k_cache, k_new], dim=2)), or the next token cannot see this one")
+    if k2.shape != (b, h, 4, d) or v2.shape != (b, h, 4, d):
+        raise CheckFailure(f"cache shape {tuple(k2.shape)}: expected (B, H, t+1, d) = {(b, h, 4, d)}. "
+                           "Concatenate along the sequence axis (dim=2 or -2), not the batch, head or "
+                           "feature axis")
+
+
+@kv_spec.case("the cache keeps the old entries first, the new one last")
+def _(fn):
+    q, k, v = _qkv(seed=1)
+    kc, vc = k[..., :4, :].clone(), v[..., :4, :].clone()
+    _, k2, v2 = _step(fn, q, k, v, 4, kc, vc)
+    if _close(k2, k[..., :5, :]) and _close(v2, v[..., :5, :]):
+        return
+    if _close(k2, torch.cat([k[..., 4:5, :], kc], 2)):
+        raise CheckFailure("the new key went in front of the cache: append it at the end, so position i of "
+                           "the cache is token i")
+    if _close(k2, torch.cat([kc, v[..., 4:5, :]], 2)) or _close(v2, torch.cat([vc, k[..., 4:5, :]], 2)):
+        raise CheckFailure("keys and values are swapped between the two caches")
+    raise CheckFailure("the updated caches are not [old entries, new entry] along the sequence axis")
+
+
+@kv_spec.case("decoding token by token equals full causal attention")
+def _(fn):
+    q, k, v = _qkv(seed=2)
+    b, h, length, d = q.shape
+    want = _causal_full(q, k, v)
+    kc, vc = k[..., :0, :].clone(), v[..., :0, :].clone()
+    outs = []
+    for i in range(length):
+        out, kc, vc = _step(fn, q, k, v, i, kc, vc)
+        expect_tensor(out, (b, h, 1, d), f"out at step {i}")
+        outs.append(out)
+        if kc.shape[2] != i + 1:
+            raise CheckFailure("the cache does not grow by one per step: append the new key and value")
+    got = torch.cat(outs, 2)
+    if _close(got, want):
+        return
+    if _close(got, v):
+        raise CheckFailure("each token attended only to itself (the output is its own value): the query "
+                           "must attend over the whole cache plus the new key")
+    unscaled = (q @ k.transpose(-2, -1)).masked_fill(~torch.ones(length, length, dtype=torch.bool).tril(),
+                                                     float("-inf")).softmax(-1) @ v
+    if _close(got, unscaled):
+        raise CheckFailure("scores not divided by √d: softmax(q·kᵀ/√d); without it the softmax saturates "
+                           "as d grows")
+    first = v[..., :1, :].expand_as(v)
+    if _close(got, first):
+        raise CheckFailure("every step attended only to the first key: a causal mask for the first row "
+                           "(tril) applied to the single new query. The new query comes after every cached "
+                           "key, so nothing is masked")
+    if _close(got[..., 1:, :], _excl(q, k, v)[..., 1:, :]):   # row 0 has nothing to attend to (NaN)
+        raise CheckFailure("the new token's own key was masked out (it attends only to the earlier cache): "
+                           "a token attends to itself too")
+    raise CheckFailure("the step-by-step outputs differ from full causal attention's rows "
+                       "softmax(q·kᵀ/√d)·v: check the softmax axis (over the keys, dim=-1)")
+
+
+def _excl(q, k, v):
+    """Attention where each token sees the strictly earlier tokens only (row 0 set to zero)."""
+    length, d = q.shape[-2], q.shape[-1]
+    s = q @ k.transpose(-2, -1) / math.sqrt(d)
+    mask = torch.ones(length, length, dtype=torch.bool).tril(-1)
+    mask[0, 0] = True
+    return s.masked_fill(~mask, float("-inf")).softmax(-1) @ v
+
+
+@kv_spec.case("leaves the old cache tensors unchanged")
+def _(fn):
+    q, k, v = _qkv(seed=3)
+    kc, vc = k[..., :3, :].clone(), v[..., :3, :].clone()
+    kc0, vc0 = kc.clone(), vc.clone()
+    _step(fn, q, k, v, 3, kc, vc)
+    if not (torch.equal(kc, kc0) and torch.equal(vc, vc0)):
+        raise CheckFailure("your step wrote into the cache it was given: return new tensors "
+                           "(torch.cat makes one)")
+
+
+# ============================================================================ median timing
+def median_ms(fn, repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` in milliseconds: ``warmup`` untimed calls first (caches, lazy
+    initialisation, the first-call allocator), then ``repeats`` timed calls, each timed on its own
+    with ``time.perf_counter``; the median resists the odd slow run that the mean does not."""
+    for _ in range(warmup):
+        fn()
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        runs.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(runs)
+
+
+med_spec = register("speed.median_ms", median_ms,
+                    "warm-up calls untimed, then the median of `repeats` separately timed calls, in ms")
+
+
+class _Scripted:
+    """A callable that sleeps a scripted number of milliseconds on each call and counts calls."""
+
+    def __init__(self, ms):
+        self.ms, self.calls = list(ms), 0
+
+    def __call__(self):
+        d = self.ms[min(self.calls, len(self.ms) - 1)]
+        self.calls += 1
+        time.sleep(d / 1000)
+
+
+def _run_scripted(fn, warm, timed):
+    f = _Scripted(list(warm) + list(timed))
+    out = fn(f, len(timed), len(warm))
+    if isinstance(out, bool) or not isinstance(out, (int, float)) and not (torch.is_tensor(out) and out.numel() == 1):
+        raise CheckFailure(f"return one number (milliseconds), got {type(out).__name__}")
+    return float(out), f.calls
+
+
+@med_spec.case("calls fn warmup + repeats times")
+def _(fn):
+    for warm, rep in ((2, 3), (0, 5), (1, 1)):
+        f = _Scripted([0.2])
+        fn(f, rep, warm)
+        if f.calls == warm + rep:
+            continue
+        if f.calls == rep and warm:
+            raise CheckFailure(f"fn was called {f.calls} times for repeats={rep}, warmup={warm}: the warm-up calls "
+                               "are missing (call fn `warmup` times before timing)")
+        raise CheckFailure(f"fn was called {f.calls} times for repeats={rep}, warmup={warm}; expected "
+                           f"{warm + rep}")
+
+
+@med_spec.case("the median of the timed runs, in milliseconds")
+def _(fn):
+    # timed runs of 2, 2, 2, 25, 25 ms after two slow warm-up calls of 40 ms: median 2, mean 11
+    got, _ = _run_scripted(fn, (40, 40), (2, 2, 2, 25, 25))
+    if 1.9 <= got <= 8:
+        pass
+    elif got < 0.05:
+        raise CheckFailure(f"got {got:.4f}: that is seconds, not milliseconds (multiply by 1000)")
+    elif got >= 1900:
+        raise CheckFailure(f"got {got:.0f}: microseconds, not milliseconds")
+    elif 9 <= got <= 20:
+        raise CheckFailure(f"got {got:.1f} ms for runs of 2, 2, 2, 25, 25 ms: that is the mean; two slow runs "
+                           "pull it up. Return the median (statistics.median)")
+    elif got >= 23:
+        raise CheckFailure(f"got {got:.1f} ms for runs of 2, 2, 2, 25, 25 ms after two 40 ms warm-up calls: the "
+                           "warm-up calls were timed too, or you returned the maximum. Time only the repeats")
+    else:
+        raise CheckFailure(f"got {got:.1f} ms; the median of the timed runs is about 2 ms")
+    # timed runs of 12, 12, 12, 2, 2 ms: median 12, minimum 2, mean 8
+    got, _ = _run_scripted(fn, (30,), (12, 12, 12, 2, 2))
+    if 11.9 <= got <= 20:
+        return
+    if 1.9 <= got <= 5:
+        raise CheckFailure(f"got {got:.1f} ms for runs of 12, 12, 12, 2, 2 ms: that is the minimum; the median "
+                           "is about 12")
+    if 7 <= got < 11.9:
+        raise CheckFailure(f"got {got:.1f} ms for runs of 12, 12, 12, 2, 2 ms: that is the mean (8); return the "
+                           "median (12)")
+    if got >= 40:
+        raise CheckFailure(f"got {got:.1f} ms: the total of the runs, not one run's median")
+    raise CheckFailure(f"got {got:.1f} ms; the median of the timed runs is about 12 ms")
+
+
+@med_spec.case("each run timed on its own")
+def _(fn):
+    got, _ = _run_scripted(fn, (), (3, 3, 3))
+    if got >= 8:
+        raise CheckFailure(f"got {got:.1f} ms for three 3 ms runs: the runs were timed together (total). "
+                           "Start the clock before each call and stop it after")
+    if got < 2.9:
+        raise CheckFailure(f"got {got:.2f} ms for three 3 ms runs: too small (seconds? divided by repeats?)")
+
+
+# ============================================================================ global gradient
+gg_spec = register("parallel.global_gradient", global_gradient,
+                   "the gradient of the global mean loss: Σ_w n_w·g_w / Σ_w n_w from per-process means")
+
+
+def _grads(sizes, p=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(len(sizes), p, generator=g), torch.tensor(sizes)
+
+
+def _call_gg(fn, grads, sizes):
+    out = fn(grads.clone(), sizes.clone())
+    expect_tensor(out, (grads.shape[1],), "the global gradient")
+    return out
+
+
+@gg_spec.case("equal shards: the mean over processes")
+def _(fn):
+    grads, sizes = _grads([16, 16, 16, 16])
+    out = _call_gg(fn, grads, sizes)
+    want = grads.mean(0)
+    if _close(out, want):
+        return
+    if _close(out, grads.sum(0)):
+        raise CheckFailure("you summed the gradients: the all-reduce adds them up, then each process must "
+                           "divide by the world size W, or the step is W times too large")
+    if _close(out, grads.mean(0) / len(sizes)):
+        raise CheckFailure("divided by the world size twice: the mean over processes is already Σ g_w / W")
+    if _close(out, grads[0]):
+        raise CheckFailure("you returned process 0's gradient: every process must get the average of all of them")
+    if _close(out, (sizes[:, None] * grads).sum(0)):
+        raise CheckFailure("weighted by n_w but not normalised: divide by Σ n_w")
+    raise CheckFailure("with equal shards the global gradient is the plain mean over processes")
+
+
+@gg_spec.case("unequal shards: weighted by the samples each process saw")
+def _(fn):
+    grads, sizes = _grads([8, 24, 32], seed=1)
+    out = _call_gg(fn, grads, sizes)
+    n = sizes.double()
+    want = (n[:, None] * grads.double()).sum(0) / n.sum()
+    if _close(out, want):
+        return
+    if _close(out, grads.mean(0)):
+        raise CheckFailure("the plain mean over processes gives a process with 8 samples as much say as one "
+                           "with 32: each g_w is a mean over n_w samples, so weight it by n_w and divide by "
+                           "Σ n_w (DDP's all-reduce assumes equal shards)")
+    if _close(out, ((grads.double() / n[:, None]).sum(0) / (1 / n).sum())):
+        raise CheckFailure("weighted by 1/n_w: the gradient of a process that saw more samples must count more, "
+                           "weight by n_w")
+    if _close(out, (n[:, None] * grads.double()).sum(0) / len(sizes)):
+        raise CheckFailure("weighted by n_w but divided by the world size: divide by Σ n_w")
+    if _close(out, (n[:, None] * grads.double()).sum(0)):
+        raise CheckFailure("weighted by n_w but not normalised: divide by Σ n_w")
+    raise CheckFailure("the global gradient is Σ_w n_w·g_w / Σ_w n_w")
+
+
+@gg_spec.case("leaves the per-process gradients unchanged")
+def _(fn):
+    grads, sizes = _grads([4, 4], seed=2)
+    before = grads.clone()
+    fn(grads, sizes)
+    if not torch.equal(grads, before):
+        raise CheckFailure("your function changed local_grads in place: return a new tensor")

@@ -1,0 +1,257 @@
+"""Gallery for chapter 09's checks: the references and other correct forms pass, each classic slip
+is rejected in a named case with a message that names it."""
+import math
+import statistics
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from genlib.checks.ch09_speed import kv_attend, median_ms, nfe
+from genlib.parallel import global_gradient
+from genlib.speed import count_nfe
+
+# ----------------------------------------------------------------------------- NFE
+NFE = "speed.nfe"
+
+
+def test_nfe_accepted(accepts):
+    accepts(NFE, nfe)
+    accepts(NFE, lambda m, s, g: count_nfe(m, s, guidance=g)["nfe"])
+    accepts(NFE, lambda m, s, g: 1 if m in ("gan", "vae") else s * (1 + (m == "heun")) * (1 + bool(g)))
+    accepts(NFE, lambda m, s, g: float(nfe(m, s, g)))      # 4.0 is a whole number too
+
+
+@pytest.mark.parametrize("method,steps", [("gan", 1), ("vae", 1), ("ddpm", 100), ("ddim", 20),
+                                          ("euler", 8), ("heun", 8)])
+@pytest.mark.parametrize("guided", [False, True])
+def test_nfe_agrees_with_the_bench(method, steps, guided):
+    if method in ("gan", "vae") and guided:
+        pytest.skip("a one-pass generator has no classifier-free guidance here")
+    assert nfe(method, steps, guided) == count_nfe(method, steps, guidance=guided)["nfe"]
+
+
+def _nfe(heun=2, guide=lambda n, s: 2 * n, one_pass=lambda s: 1, ddpm=None):
+    def fn(m, s, g):
+        if m in ("gan", "vae"):
+            return one_pass(s)
+        if m == "heun":
+            n = heun(s) if callable(heun) else heun * s
+        else:
+            n = ddpm if (m == "ddpm" and ddpm) else s
+        return guide(n, s) if g else n
+    return fn
+
+
+NFE_GALLERY = [
+    ("Heun like Euler", _nfe(heun=1), "Heun evaluates twice per step", "counted like Euler"),
+    ("Heun EDM 2s-1", _nfe(heun=lambda s: 2 * s - 1), "Heun evaluates twice per step", "EDM"),
+    ("guidance ignored", _nfe(guide=lambda n, s: n), "guidance doubles every iterative method", "not counted"),
+    ("guidance +1", _nfe(guide=lambda n, s: n + 1), "guidance doubles every iterative method", "one evaluation in total"),
+    ("guidance doubles steps not evaluations", _nfe(guide=lambda n, s: n + s),
+     "guidance doubles every iterative method", "4·steps"),
+    ("GAN counted per step", _nfe(one_pass=lambda s: s), "one-pass generators cost one evaluation", "ONE pass"),
+    ("DDPM always 1000", _nfe(ddpm=1000), "one evaluation per step for DDPM, DDIM and Euler", "not a fixed 1000"),
+    ("string", lambda m, s, g: str(nfe(m, s, g)), "one-pass generators cost one evaluation", "whole number"),
+]
+
+
+@pytest.mark.parametrize("label,fn,case,fragment", NFE_GALLERY, ids=[g[0] for g in NFE_GALLERY])
+def test_nfe_gallery_rejected(rejects, label, fn, case, fragment):
+    rejects(NFE, fn, case, fragment)
+
+
+# ----------------------------------------------------------------------------- KV cache
+KV = "speed.kv_attend"
+
+
+def _kv(cat_dim=2, scale=True, mask="none", only_new=False, append=True, front=False, swap=False,
+        inplace=False, softmax_dim=-1):
+    def fn(q, kn, vn, kc, vc):
+        if inplace:
+            kc.mul_(1.0)
+            kc.add_(0.0)
+            kc[..., :1, :] = 0 if kc.shape[2] else kc[..., :1, :]
+        if swap:
+            kn, vn = vn, kn
+        parts_k = [kn, kc] if front else [kc, kn]
+        parts_v = [vn, vc] if front else [vc, vn]
+        k = torch.cat(parts_k, dim=cat_dim)
+        v = torch.cat(parts_v, dim=cat_dim)
+        ka, va = (kn, vn) if only_new else (k, v)
+        s = q @ ka.transpose(-2, -1)
+        if scale:
+            s = s / math.sqrt(q.shape[-1])
+        if mask == "tril":       # a (1, L) causal mask built like a square one's first row
+            m = torch.ones(1, ka.shape[-2], dtype=torch.bool).tril()
+            s = s.masked_fill(~m, float("-inf"))
+        elif mask == "self":     # the new token's own key masked out
+            m = torch.ones(1, ka.shape[-2], dtype=torch.bool)
+            m[:, -1] = False
+            s = s.masked_fill(~m, float("-inf"))
+        out = s.softmax(softmax_dim) @ va
+        if not append:
+            return out, kc, vc
+        return out, k, v
+    return fn
+
+
+def _kv_einsum(q, kn, vn, kc, vc):
+    k, v = torch.cat((kc, kn), -2), torch.cat((vc, vn), -2)
+    w = torch.einsum("bhqd,bhkd->bhqk", q, k) * q.shape[-1] ** -0.5
+    return torch.einsum("bhqk,bhkd->bhqd", w.softmax(-1), v), k, v
+
+
+def _kv_sdpa(q, kn, vn, kc, vc):
+    k, v = torch.cat([kc, kn], 2), torch.cat([vc, vn], 2)
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v), k, v
+
+
+def test_kv_attend_accepted(accepts):
+    accepts(KV, kv_attend)
+    accepts(KV, _kv())
+    accepts(KV, _kv_einsum)
+    accepts(KV, _kv_sdpa)
+
+
+KV_GALLERY = [
+    ("no append", _kv(append=False), "returns (out, k_cache, v_cache) with the caches one longer", "old length"),
+    ("cat on the feature axis", _kv(cat_dim=-1), "returns (out, k_cache, v_cache) with the caches one longer", ""),
+    ("cat on the batch axis", _kv(cat_dim=0), "returns (out, k_cache, v_cache) with the caches one longer",
+     "sequence axis"),
+    ("no 1/sqrt(d)", _kv(scale=False), "decoding token by token equals full causal attention", "√d"),
+    ("only the new key", _kv(only_new=True), "decoding token by token equals full causal attention", "only to itself"),
+    ("tril mask on the single query", _kv(mask="tril"), "decoding token by token equals full causal attention",
+     "first key"),
+    ("own key masked", _kv(mask="self"), "decoding token by token equals full causal attention", "masked out"),
+    ("softmax over the query axis", _kv(softmax_dim=-2), "decoding token by token equals full causal attention",
+     "softmax axis"),
+    ("new key in front", _kv(front=True), "the cache keeps the old entries first, the new one last", "in front"),
+    ("keys and values swapped", _kv(swap=True), "the cache keeps the old entries first, the new one last", "swapped"),
+    ("writes into the cache", _kv(inplace=True), "leaves the old cache tensors unchanged", "wrote into the cache"),
+]
+
+
+@pytest.mark.parametrize("label,fn,case,fragment", KV_GALLERY, ids=[g[0] for g in KV_GALLERY])
+def test_kv_attend_gallery_rejected(rejects, label, fn, case, fragment):
+    rejects(KV, fn, case, fragment)
+
+
+def test_kv_attend_matches_the_transformer_cache():
+    """The reference agrees with genlib.transformer.Attention's cached path on real projections."""
+    from genlib.transformer import Attention
+
+    torch.manual_seed(0)
+    att = Attention(16, 2).eval()
+    x = torch.randn(3, 6, 16)
+    cache: dict = {}
+    with torch.no_grad():
+        full = att(x, causal=True)
+        q, k, v = att.qkv(x).view(3, 6, 3, 2, 8).permute(2, 0, 3, 1, 4)
+        kc, vc = k[..., :0, :], v[..., :0, :]
+        outs = []
+        for i in range(6):
+            o, kc, vc = kv_attend(q[..., i:i + 1, :], k[..., i:i + 1, :], v[..., i:i + 1, :], kc, vc)
+            outs.append(o)
+            step = att(x[:, i:i + 1], causal=True, cache=cache)
+            assert torch.allclose(step, full[:, i:i + 1], atol=1e-5)
+        mine = att.proj(torch.cat(outs, 2).transpose(1, 2).reshape(3, 6, 16))
+    assert torch.allclose(mine, full, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- median timing
+MED = "speed.median_ms"
+
+
+def _timed(fn, repeats, warmup, timer=time.perf_counter, stat=statistics.median, scale=1000, warm=True,
+           together=False):
+    if warm:
+        for _ in range(warmup):
+            fn()
+    if together:
+        t0 = timer()
+        for _ in range(repeats):
+            fn()
+        return (timer() - t0) * scale
+    runs = []
+    for _ in range(repeats):
+        t0 = timer()
+        fn()
+        runs.append((timer() - t0) * scale)
+    return stat(runs)
+
+
+def test_median_ms_accepted(accepts):
+    accepts(MED, median_ms)
+    accepts(MED, lambda f, r, w: _timed(f, r, w, stat=lambda x: float(np.median(x))))
+    accepts(MED, lambda f, r, w: _timed(f, r, w, timer=time.monotonic))
+    accepts(MED, lambda f, r, w: _timed(f, r, w, timer=time.perf_counter_ns, scale=1e-6))
+
+
+def _with_warmup_timed(f, r, w):
+    runs = []
+    for _ in range(w + r):
+        t0 = time.perf_counter()
+        f()
+        runs.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(runs)
+
+
+MED_GALLERY = [
+    ("no warm-up", lambda f, r, w: _timed(f, r, w, warm=False), "calls fn warmup + repeats times",
+     "warm-up calls are missing"),
+    ("mean instead of median", lambda f, r, w: _timed(f, r, w, stat=statistics.mean),
+     "the median of the timed runs, in milliseconds", "mean"),
+    ("minimum", lambda f, r, w: _timed(f, r, w, stat=min), "the median of the timed runs, in milliseconds",
+     "minimum"),
+    ("seconds", lambda f, r, w: _timed(f, r, w, scale=1), "the median of the timed runs, in milliseconds",
+     "seconds"),
+    ("warm-up calls timed too", _with_warmup_timed, "the median of the timed runs, in milliseconds",
+     "warm-up calls were timed"),
+    ("maximum", lambda f, r, w: _timed(f, r, w, stat=max), "the median of the timed runs, in milliseconds",
+     "maximum"),
+    ("total of the runs", lambda f, r, w: _timed(f, r, w, together=True), "each run timed on its own",
+     "timed together"),
+]
+
+
+@pytest.mark.parametrize("label,fn,case,fragment", MED_GALLERY, ids=[g[0] for g in MED_GALLERY])
+def test_median_ms_gallery_rejected(rejects, label, fn, case, fragment):
+    rejects(MED, fn, case, fragment)
+
+
+# ----------------------------------------------------------------------------- global gradient
+GG = "parallel.global_gradient"
+
+
+def test_global_gradient_accepted(accepts):
+    accepts(GG, global_gradient)
+    accepts(GG, lambda g, n: torch.einsum("w,wp->p", n.float(), g) / n.sum())
+    accepts(GG, lambda g, n: sum(ni * gi for ni, gi in zip(n.tolist(), g)) / sum(n.tolist()))
+
+
+def _inplace(g, n):
+    g.mul_(n[:, None].to(g.dtype))
+    return g.sum(0) / n.sum()
+
+
+GG_GALLERY = [
+    ("sum (forgot the world size)", lambda g, n: g.sum(0), "equal shards: the mean over processes", "summed"),
+    ("divided twice", lambda g, n: g.mean(0) / len(n), "equal shards: the mean over processes", "twice"),
+    ("rank 0 only", lambda g, n: g[0], "equal shards: the mean over processes", "process 0"),
+    ("plain mean with unequal shards", lambda g, n: g.mean(0),
+     "unequal shards: weighted by the samples each process saw", "weight it by n_w"),
+    ("weighted by 1/n", lambda g, n: (g / n[:, None]).sum(0) / (1 / n.double()).sum(),
+     "unequal shards: weighted by the samples each process saw", "1/n_w"),
+    ("weighted, divided by W", lambda g, n: (n[:, None] * g).sum(0) / len(n),
+     "unequal shards: weighted by the samples each process saw", "divided by the world size"),
+    ("weighted, not normalised", lambda g, n: (n[:, None] * g).sum(0),
+     "equal shards: the mean over processes", "not normalised"),
+    ("in place", _inplace, "leaves the per-process gradients unchanged", "in place"),
+]
+
+
+@pytest.mark.parametrize("label,fn,case,fragment", GG_GALLERY, ids=[g[0] for g in GG_GALLERY])
+def test_global_gradient_gallery_rejected(rejects, label, fn, case, fragment):
+    rejects(GG, fn, case, fragment)
