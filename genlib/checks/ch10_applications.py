@@ -24,6 +24,127 @@ def _close(a, b, tol: float = 1e-4) -> bool:
 # ===== END ch10 section C =====
 
 # ===== BEGIN ch10 section D: super-resolution + style (helper D) =====
+# style.gram_matrix: G[n] = F_n F_nᵀ / (C·H·W), F_n = features[n] reshaped to (C, H·W). The chapter
+# states this convention (Johnson et al. 2016); H·W alone (Gatys-style scaling) is named, not accepted.
+def _gram_ref(f: torch.Tensor) -> torch.Tensor:
+    n, c, h, w = f.shape
+    m = f.reshape(n, c, h * w)
+    return m @ m.transpose(1, 2) / (c * h * w)
+
+
+gram_spec = register("style.gram_matrix", _gram_ref,
+                     "features (N, C, H, W) → Gram matrices (N, C, C) = F Fᵀ / (C·H·W) per image")
+
+
+def _gram_feats(seed=0, shape=(2, 3, 5, 4)) -> torch.Tensor:
+    # positive like ReLU features, not centred: a covariance (centred) differs clearly from the Gram
+    return torch.rand(*shape, generator=_gen(seed), dtype=torch.float64) + 0.1
+
+
+@gram_spec.case("one (C, C) matrix per image")
+def _(fn):
+    f = _gram_feats()                          # N=2, C=3, H=5, W=4
+    out = fn(f.clone())
+    if torch.is_tensor(out):
+        s = tuple(out.shape)
+        if s == (2, 20, 20):
+            raise CheckFailure("your output is (N, H·W, H·W): you multiplied Fᵀ F, which compares "
+                               "positions with positions. The Gram matrix compares channels: with "
+                               "F = features.reshape(N, C, H·W), compute F @ F.transpose(1, 2) → (N, C, C)")
+        if s == (3, 3) or s == (1, 3, 3):
+            raise CheckFailure("you returned one Gram matrix for the whole batch: the images were mixed "
+                               "together. Keep the batch axis: reshape to (N, C, H·W) and use a batched "
+                               "product (@ or torch.bmm) → (N, C, C)")
+        if len(s) == 4:
+            raise CheckFailure(f"your output is {s}, still 4-D: the feature maps were not flattened over "
+                               "space. Reshape to (N, C, H·W) first, then F @ F.transpose(1, 2)")
+        if s in ((2, 1, 1), (2,), (2, 1)):
+            raise CheckFailure("you averaged (or summed) over the channels before the product: the Gram "
+                               "matrix needs every pair of channels, (N, C, C)")
+    expect_tensor(out, (2, 3, 3), "the Gram matrices")
+
+
+@gram_spec.case("G = F Fᵀ / (C·H·W)")
+def _(fn):
+    f = _gram_feats(1)
+    n, c, h, w = f.shape
+    out = fn(f.clone())
+    expect_tensor(out, (n, c, c), "the Gram matrices")
+    ref = _gram_ref(f)
+    if _close(out, ref, 1e-5):
+        return
+    raw = ref * (c * h * w)
+    if _close(out, raw, 1e-5):
+        raise CheckFailure("no normalisation: F Fᵀ grows with the size of the feature map. Divide by "
+                           "C·H·W (this chapter's convention), so layers of different sizes weigh alike")
+    if _close(out, raw / (h * w), 1e-5):
+        raise CheckFailure("you divided by H·W; this chapter's convention divides by C·H·W (Johnson et "
+                           "al. 2016). Both appear in the literature — they differ by the factor C, "
+                           "which the style weight absorbs — but use C·H·W here")
+    if _close(out, raw / c, 1e-5):
+        raise CheckFailure("you divided by C only; the convention here is C·H·W (channels × positions)")
+    if _close(out, ref / n, 1e-5):
+        raise CheckFailure("you divided by N·C·H·W: the batch size does not belong in the normaliser, "
+                           "each image's Gram matrix is its own average")
+    m = f.reshape(n, c, h * w)
+    cen = m - m.mean(2, keepdim=True)
+    if _close(out, cen @ cen.transpose(1, 2) / (c * h * w), 1e-5):
+        raise CheckFailure("you subtracted the mean of each channel: that is a covariance, not a Gram "
+                           "matrix. Gatys et al. use the raw products F Fᵀ (the means are part of the style)")
+    mixed = f.reshape(n, h * w, c)
+    if _close(out, mixed.transpose(1, 2) @ mixed / (c * h * w), 1e-5):
+        raise CheckFailure("you reshaped (N, C, H, W) straight to (N, H·W, C): reshape keeps memory "
+                           "order, so channels and positions got mixed. Reshape to (N, C, H·W) (or "
+                           "permute to (N, H, W, C) before reshaping)")
+    if not _close(out, out.transpose(1, 2), 1e-6):
+        raise CheckFailure("your matrices are not symmetric: G must be F Fᵀ with the same F on both "
+                           "sides")
+    raise CheckFailure("the values differ from F Fᵀ / (C·H·W) with F = features.reshape(N, C, H·W)")
+
+
+@gram_spec.case("each image's Gram uses only that image")
+def _(fn):
+    f = _gram_feats(2, (3, 4, 6, 6))
+    a = fn(f.clone())
+    g = f.clone()
+    g[1:] = g[1:] * 3 + 1                      # change the other images only
+    b = fn(g)
+    one = fn(f[:1].clone())
+    for t in (a, b, one):
+        expect_tensor(t, None, "the Gram matrices")
+    if not (a.shape[0] == 3 and b.shape[0] == 3 and one.shape[0] == 1):
+        raise CheckFailure("keep the batch axis: N images in, N Gram matrices out")
+    if not _close(a[0], b[0], 1e-6) or not _close(one[0], a[0], 1e-6):
+        raise CheckFailure("image 0's Gram matrix changed when only the *other* images changed: the "
+                           "batch was mixed (e.g. a reshape to (C, N·H·W), or a product over the batch "
+                           "axis). Compute one Gram matrix per image")
+
+
+@gram_spec.case("gradient reaches the features")
+def _(fn):
+    f = _gram_feats(3, (2, 3, 4, 5)).requires_grad_(True)
+    out = fn(f)
+    expect_tensor(out, (2, 3, 3), "the Gram matrices")
+    if not out.requires_grad:
+        raise CheckFailure("the output carries no gradient (.detach(), .item(), numpy or torch.no_grad "
+                           "inside): the style loss has to backpropagate through the Gram matrix to the "
+                           "image's pixels")
+    w = torch.rand(2, 3, 3, generator=_gen(4), dtype=torch.float64)
+    (out * w).sum().backward()
+    f2 = f.detach().clone().requires_grad_(True)
+    (_gram_ref(f2) * w).sum().backward()
+    if f.grad is None or not _close(f.grad, f2.grad, 1e-5):
+        raise CheckFailure("the gradient with respect to the features differs from that of F Fᵀ / (C·H·W)")
+
+
+@gram_spec.case("leaves the features unchanged")
+def _(fn):
+    f = _gram_feats(5)
+    before = f.clone()
+    fn(f)
+    if not torch.equal(f, before):
+        raise CheckFailure("your function changed the features in place (e.g. f /= ..., .div_()): the "
+                           "caller still needs them. Compute a new tensor instead")
 # ===== END ch10 section D =====
 
 # ===== BEGIN ch10 section E: translation (helper E) =====
