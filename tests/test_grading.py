@@ -9,10 +9,13 @@ Two levels:
   score 0 — each by name; the solution notebooks score full marks; a half-solved notebook scores
   exactly its solved exercises.
 """
+import importlib
+import inspect
 import json
 import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 import cloudpickle
@@ -365,3 +368,180 @@ def test_no_import_cycle_between_the_exercise_mechanism_and_the_notebook_tooling
 
     assert not any(n.startswith("genlib.notebooks") or n == "genlib.grading.judge"
                    for n in imports("exercises.py") | imports("grading/submission.py"))
+
+
+# ============================================================================ probed exercises
+# The exercises whose checks hand the learner's code a network or an optimiser, or whose answer is
+# a class: their cases reach the learner's object through probes (genlib.probes) that run in the
+# worker; the verdicts stay in the judge.
+PROBED = {
+    "03_gan_practice": ["gan.mlp_generator", "gan.mlp_discriminator", "gan.dcgan_generator",
+                        "gan.dcgan_discriminator", "gan.train_step"],
+    "04_mode_collapse": ["modes.gradient_penalty"],
+    "07_diffusion": ["diffusion.loss", "flow.loss"],
+    "11_interview_prep": ["bugs.gaussian_head", "bugs.conv_encoder", "bugs.generator_tanh",
+                          "bugs.d_step_detach", "bugs.d_never_updated", "bugs.d_not_frozen",
+                          "bugs.adam_betas", "bugs.conv_decoder", "bugs.loss_attribute"],
+}
+
+
+def _submissions(nb_path: Path, folder: Path) -> None:
+    """Save the learner objects of ``nb_path`` exactly as a graded run does — ``check`` in grading
+    mode pickles the first submission of each exercise into ``folder`` — without running the
+    notebook's training cells: only its setup cell and its exercise cells run, in a fresh
+    ``__main__``-like namespace (so functions and classes are pickled by value, as a kernel's)."""
+    nb = nbformat.read(nb_path, as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    ns = {"__name__": "__main__"}
+    env = {k: os.environ.get(k) for k in ("GENLIB_GRADING", "GENLIB_SUBMISSION_DIR", "GENLIB_BUDGET")}
+    os.environ.update(GENLIB_GRADING="1", GENLIB_SUBMISSION_DIR=str(folder), GENLIB_BUDGET="smoke")
+    try:
+        exec(compile(code[0], f"{nb_path.name}:setup", "exec"), ns)
+        for src in code[1:]:
+            if re.search(r"""\bcheck\(\s*["']""", src) and ("# BEGIN SOLUTION" in src
+                                                          or "raise NotImplementedError" in src):
+                try:
+                    exec(compile(src, f"{nb_path.name}:exercise", "exec"), ns)
+                except NotImplementedError:  # an unsolved exercise's demonstration line
+                    pass
+    finally:
+        for k, v in env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _judge_notebook_exercises(zygote, nb_path: Path) -> dict:
+    from genlib.grading.submission import MAX_BYTES  # noqa: F401 - the grader's own loader below
+
+    names = notebooks.expected_exercises(nbformat.read(nb_path, as_version=4))
+    with tempfile.TemporaryDirectory() as d:
+        _submissions(nb_path, Path(d))
+        if not zygote.alive():
+            z = judge.Zygote(zygote.deny_read, zygote.memory_bytes)
+            zygote.__dict__.update(z.__dict__)
+        return {n: notebooks._judge_one(n, Path(d), zygote, 60) for n in names}
+
+
+@pytest.mark.parametrize("chapter", list(PROBED))
+def test_solution_exercises_of_probed_chapters_score_full_marks(zygote, chapter, capsys):
+    """Every exercise of chapters 03, 04, 07 and 11, as the solution notebook defines it, passes in
+    the judge — none is left to "manual review"."""
+    rows = _judge_notebook_exercises(zygote, ROOT / "solutions" / f"{chapter}.ipynb")
+    assert set(PROBED[chapter]) <= set(rows)
+    assert all(r["status"] == "passed" for r in rows.values()), rows
+
+
+@pytest.mark.parametrize("chapter", list(PROBED))
+def test_unsolved_probed_exercises_score_zero(zygote, chapter, capsys):
+    rows = _judge_notebook_exercises(zygote, ROOT / "notebooks" / f"{chapter}.ipynb")
+    assert {n: rows[n]["status"] for n in PROBED[chapter]} == {n: "not done" for n in PROBED[chapter]}
+
+
+def _probed_gallery():
+    """(label, exercise, wrong object, expected failing case) from the check galleries."""
+    shapes = {"test_checks_ch03": {"G_GALLERY": None, "D_GALLERY": None, "STEP_GALLERY": "gan.train_step"},
+              "test_checks_ch04": {"GALLERY": None},
+              "test_checks_ch07": {"DL_GALLERY": "diffusion.loss", "FM_GALLERY": "flow.loss"},
+              "test_checks_ch11": {"GALLERY": "bugs."}}
+    probed = {n for names in PROBED.values() for n in names}
+    out = []
+    for mod_name, lists in shapes.items():
+        mod = importlib.import_module(mod_name)
+        cloudpickle.register_pickle_by_value(mod)
+        for attr, name in lists.items():
+            for entry in getattr(mod, attr):
+                if name is None:
+                    label, ex, obj, case = entry[:4]
+                elif name == "bugs.":
+                    label, ex, obj, case = entry[0], "bugs." + entry[1], entry[2], entry[3]
+                else:
+                    label, ex, obj, case = entry[0], name, entry[1], entry[2]
+                if ex in probed:
+                    out.append((label, ex, obj, case))
+    return out
+
+
+def _uses_reference(obj, ref) -> bool:
+    """Whether ``obj`` builds on genlib's reference (a subclass, or code that names it): such a
+    gallery entry fails more cases in the worker, where the reference is blocked."""
+    if inspect.isclass(obj) and inspect.isclass(ref) and issubclass(obj, ref):
+        return True
+    codes = [getattr(obj, "__code__", None)]
+    if inspect.isclass(obj):
+        codes = [getattr(f, "__code__", None) for f in vars(obj).values()]
+    names = set()
+    while codes:
+        c = codes.pop()
+        if c is not None:
+            names.update(c.co_names)
+            codes.extend(k for k in c.co_consts if inspect.iscode(k))
+    return ref.__name__ in names
+
+
+def test_wrong_implementations_of_probed_exercises_score_zero_in_the_same_case(zygote):
+    """Every wrong implementation of the galleries of the probed exercises scores 0 in the judge,
+    failing the case the interactive check names (the same set of cases, unless it builds on
+    genlib's own reference class, which is blocked in the worker)."""
+    from genlib.exercises import get_spec, run_check
+
+    gallery = _probed_gallery()
+    assert len({ex for _, ex, _, _ in gallery}) >= 14, "the galleries cover the probed exercises"
+    for label, ex, obj, case in gallery:
+        r = _judge(zygote, ex, obj, timeout=60)
+        assert r["status"] == "failed", (label, r)
+        if _uses_reference(obj, get_spec(ex).reference):
+            continue
+        local = run_check(ex, obj).failed_cases
+        assert r["detail"].split("; ") == local and case in local, (label, r, local)
+
+
+def test_tampering_inside_the_worker_earns_nothing_on_probed_exercises(zygote):
+    """A class that replaces genlib's probes (and the wire encoder) inside the worker, or that
+    builds on genlib's reference class, earns nothing; a probe the worker does not know is refused."""
+
+    class Forger(torch.nn.Module):
+        def __init__(self, *args, **kwargs):
+            super().__init__()
+            import genlib.grading.wire as w
+            import genlib.probes.ch03 as p3
+
+            for name in dir(p3):
+                if callable(getattr(p3, name)) and not name.startswith("_"):
+                    setattr(p3, name, lambda *a, **k: {"passed": True})
+            w.encode = lambda *a, **k: {"v": "passed"}
+            raise NotImplementedError
+
+    from genlib.models import DCGANDiscriminator, MLPGenerator
+
+    class Subclass(MLPGenerator):
+        pass
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self, z_dim=32):
+            super().__init__()
+            self.g = MLPGenerator(z_dim=z_dim)
+
+        def forward(self, z):
+            return self.g(z)
+
+    for ex, obj in (("gan.mlp_generator", Forger), ("gan.dcgan_discriminator", Forger),
+                    ("gan.mlp_generator", Subclass), ("gan.mlp_generator", Wrapper)):
+        r = _judge(zygote, ex, obj)
+        assert r["status"] in ("failed", "not done", "crashed", "error"), (ex, obj, r)
+    assert _judge(zygote, "gan.dcgan_discriminator", DCGANDiscriminator)["detail"].startswith(
+        "submitted genlib's reference")
+
+    from genlib.exercises import _REGISTRY, probe, register
+
+    def local_probe(cls):
+        return cls(z_dim=4)
+
+    spec = register("grading_test.local_probe", MLPGenerator, "a probe outside genlib.probes")
+    spec.case("uses a local probe")(lambda cls: probe(cls, local_probe))
+    try:
+        r = _judge(zygote, "grading_test.local_probe", torch.nn.Linear)
+        assert r["status"] == judge.MANUAL and "genlib.probes" in r["detail"], r
+    finally:
+        _REGISTRY.pop("grading_test.local_probe")

@@ -287,8 +287,9 @@ class Session:
             raise Ungradable(f"a check runs {mod}.{qual} as a probe; only module-level functions "
                              "of genlib.probes can run in the grading worker")
         blobs: list = []
+        refs: list = []
         try:
-            enc = wire.encode((list(args), dict(kwargs)), blobs, callbacks=self.callbacks)
+            enc = wire.encode((list(args), dict(kwargs)), blobs, refs=refs, callbacks=self.callbacks)
         except wire.NotData as e:
             raise Ungradable(f"a check hands a probe {e}, which the safe grader cannot send to a "
                              "separate process") from None
@@ -301,16 +302,11 @@ class Session:
             raise _exception(reply.get("error"), probe=True)
         try:
             result = wire.decode(reply["out"], rblobs, grad=False)
-            state = wire.decode(reply["rng"], rblobs, grad=False)
+            _apply_side_effects(refs, reply, rblobs)  # in-place changes to the arguments, RNG
         except wire.ProtocolError:
             raise
         except Exception as e:  # noqa: BLE001
             raise RemoteError(f"the probe's result is unreadable ({e})") from None
-        if isinstance(state, torch.Tensor) and state.dtype == torch.uint8:
-            try:
-                torch.set_rng_state(state)
-            except Exception:  # noqa: BLE001
-                pass
         return result
 
     def backward(self, call_id: int, grads: list) -> list:
@@ -360,33 +356,7 @@ class _Call:
         return self.out_tensors
 
     def _side_effects(self, reply, rblobs):
-        import numpy as np
-
-        mutated = reply.get("mutated", [])
-        if not isinstance(mutated, list):
-            raise wire.ProtocolError("malformed mutations")
-        for item in mutated:
-            idx, val = int(item[0]), wire.decode(item[1], rblobs, grad=False)
-            ref = self.refs[idx]
-            try:
-                if isinstance(ref, torch.Tensor) and isinstance(val, torch.Tensor):
-                    with torch.no_grad():
-                        if ref.shape == val.shape:
-                            ref.copy_(val)
-                        else:
-                            ref.data = val.to(ref.dtype)
-                elif isinstance(ref, np.ndarray) and isinstance(val, np.ndarray):
-                    ref[...] = val
-                elif isinstance(ref, torch.Generator) and isinstance(val, torch.Generator):
-                    ref.set_state(val.get_state())
-            except Exception:  # noqa: BLE001 - an impossible mutation is ignored, not trusted
-                pass
-        state = wire.decode(reply["rng"], rblobs, grad=False)
-        if isinstance(state, torch.Tensor) and state.dtype == torch.uint8:
-            try:
-                torch.set_rng_state(state)
-            except Exception:  # noqa: BLE001
-                pass
+        _apply_side_effects(self.refs, reply, rblobs)
 
     def finish_with(self, tensors: list):
         it = iter(tensors)
@@ -394,6 +364,38 @@ class _Call:
 
     def backward(self, grads: list) -> list:
         return self.session.backward(self.id, grads)
+
+
+def _apply_side_effects(refs: list, reply: dict, rblobs: list) -> None:
+    """Copy the worker's in-place changes of the arguments ``refs`` and its RNG state back here,
+    so that a case sees what it would see in-process."""
+    import numpy as np
+
+    mutated = reply.get("mutated", [])
+    if not isinstance(mutated, list):
+        raise wire.ProtocolError("malformed mutations")
+    for item in mutated:
+        idx, val = int(item[0]), wire.decode(item[1], rblobs, grad=False)
+        ref = refs[idx]
+        try:
+            if isinstance(ref, torch.Tensor) and isinstance(val, torch.Tensor):
+                with torch.no_grad():
+                    if ref.shape == val.shape:
+                        ref.copy_(val)
+                    else:
+                        ref.data = val.to(ref.dtype)
+            elif isinstance(ref, np.ndarray) and isinstance(val, np.ndarray):
+                ref[...] = val
+            elif isinstance(ref, torch.Generator) and isinstance(val, torch.Generator):
+                ref.set_state(val.get_state())
+        except Exception:  # noqa: BLE001 - an impossible mutation is ignored, not trusted
+            pass
+    state = wire.decode(reply["rng"], rblobs, grad=False)
+    if isinstance(state, torch.Tensor) and state.dtype == torch.uint8:
+        try:
+            torch.set_rng_state(state)
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def _grad_flags(node, flags: list):

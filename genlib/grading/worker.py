@@ -379,11 +379,16 @@ def _serve(chan: _Chan, reference) -> None:
             elif op == "probe":
                 how = _probe_function(header)
                 torch.set_rng_state(wire.decode(header["rng"], blobs))
-                args, kwargs = wire.decode(header["args"], blobs,
+                refs = []
+                args, kwargs = wire.decode(header["args"], blobs, refs=refs,
                                            make_callback=lambda i: _callback(chan, i))
+                before = _snapshot(refs)
                 with torch.set_grad_enabled(bool(header.get("grad"))):
                     result = how(fn, *args, **kwargs)
-                reply = {"ok": True, "out": wire.encode(result, out_blobs, strict=False),
+                enc = wire.encode(result, out_blobs, strict=False)
+                mutated = [[i, wire.encode(r, out_blobs, strict=False)]
+                           for i, (b, r) in enumerate(zip(before, refs)) if _changed(b, r)]
+                reply = {"ok": True, "out": enc, "mutated": mutated,
                          "rng": wire.encode(torch.get_rng_state(), out_blobs)}
             elif op == "backward":
                 ins, outs = graphs[header["id"]]
