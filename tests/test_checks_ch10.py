@@ -82,4 +82,126 @@ def test_gram_matches_style_loss_convention():
 # ===== END ch10 section D =====
 
 # ===== BEGIN ch10 section E: translation (helper E) =====
+from genlib.translate import cycle_loss as _e_cycle  # noqa: E402
+
+CYC = "translate.cycle_loss"
+_E_VALUE = "λ·(mean|F(G(x)) − x| + mean|G(F(y)) − y|)"
+
+
+def test_cycle_loss_accepted(accepts):
+    import torch.nn.functional as F
+
+    accepts(CYC, _e_cycle)
+    accepts(CYC, lambda x, xr, y, yr, lam=10.0: lam * F.l1_loss(xr, x) + lam * F.l1_loss(yr, y))
+    accepts(CYC, lambda x, xr, y, yr, lam=10.0: lam * (xr - x).abs().mean() + lam * (y - yr).abs().mean())
+    accepts(CYC, lambda x, xr, y, yr, lam=10.0: lam * ((xr - x).abs() + (yr - y).abs()).mean())
+    accepts(CYC, lambda x, xr, y, yr, lam=10.0: lam * torch.stack(
+        [F.l1_loss(xr, x, reduction="sum") / x.numel(), (yr - y).norm(p=1) / y.numel()]).sum())
+
+
+def _e_l1(a, b):
+    return (a - b).abs().mean()
+
+
+def _e_detached(x, xr, y, yr, lam=10.0):
+    return lam * (_e_l1(xr.detach(), x) + _e_l1(yr.detach(), y))
+
+
+def _e_item(x, xr, y, yr, lam=10.0):
+    return (lam * (_e_l1(xr, x) + _e_l1(yr, y))).item()
+
+
+def _e_per_image(x, xr, y, yr, lam=10.0):
+    return lam * ((xr - x).abs().flatten(1).mean(1) + (yr - y).abs().flatten(1).mean(1))
+
+
+def _e_no_default(x, xr, y, yr, lam):
+    return lam * (_e_l1(xr, x) + _e_l1(yr, y))
+
+
+CYC_GALLERY = [
+    ("only one direction (X)", lambda x, xr, y, yr, lam=10.0: lam * _e_l1(xr, x), _E_VALUE,
+     "only the X → Y → X cycle"),
+    ("only one direction (Y)", lambda x, xr, y, yr, lam=10.0: lam * _e_l1(yr, y), _E_VALUE,
+     "only the Y → X → Y cycle"),
+    ("L2 instead of L1", lambda x, xr, y, yr, lam=10.0: lam * (F_mse(xr, x) + F_mse(yr, y)), _E_VALUE,
+     "L1 norm"),
+    ("RMSE", lambda x, xr, y, yr, lam=10.0: lam * (F_mse(xr, x).sqrt() + F_mse(yr, y).sqrt()), _E_VALUE,
+     "mean absolute error"),
+    ("missing lambda", lambda x, xr, y, yr, lam=10.0: _e_l1(xr, x) + _e_l1(yr, y), _E_VALUE,
+     "λ is missing"),
+    ("lambda applied twice", lambda x, xr, y, yr, lam=10.0: lam * (lam * _e_l1(xr, x) + lam * _e_l1(yr, y)),
+     _E_VALUE, "λ²"),
+    ("lambda on one term only", lambda x, xr, y, yr, lam=10.0: lam * _e_l1(xr, x) + _e_l1(yr, y), _E_VALUE,
+     "only the first direction"),
+    ("sum instead of mean", lambda x, xr, y, yr, lam=10.0: lam * ((xr - x).abs().sum() + (yr - y).abs().sum()),
+     _E_VALUE, "a sum over pixels"),
+    ("sum over pixels, mean over images",
+     lambda x, xr, y, yr, lam=10.0: lam * ((xr - x).abs().flatten(1).sum(1).mean()
+                                          + (yr - y).abs().flatten(1).sum(1).mean()),
+     _E_VALUE, "averaged over images"),
+    ("directions averaged", lambda x, xr, y, yr, lam=10.0: lam * (_e_l1(xr, x) + _e_l1(yr, y)) / 2, _E_VALUE,
+     "averaged"),
+    ("compared with the other domain", lambda x, xr, y, yr, lam=10.0: lam * (_e_l1(xr, y) + _e_l1(yr, x)),
+     _E_VALUE, "OTHER domain"),
+    ("no absolute value", lambda x, xr, y, yr, lam=10.0: lam * ((xr - x).mean() + (yr - y).mean()), _E_VALUE,
+     "cancel"),
+    ("abs of the mean", lambda x, xr, y, yr, lam=10.0: lam * ((xr - x).mean().abs() + (yr - y).mean().abs()),
+     _E_VALUE, ".abs() first"),
+    ("detached reconstructions", _e_detached, "gradients reach both generators", "no gradient"),
+    ("one direction detached", lambda x, xr, y, yr, lam=10.0: lam * (_e_l1(xr, x) + _e_l1(yr.detach(), y)),
+     "gradients reach both generators", "no gradient reaches y_rec"),
+    ("returns a float", _e_item, "one scalar tensor", "torch.Tensor"),
+    ("per-image losses", _e_per_image, "one scalar tensor", "ONE number"),
+    ("no default for lambda", _e_no_default, "λ = 10 by default", "lam=10.0"),
+    ("default lambda 1", lambda x, xr, y, yr, lam=1.0: lam * (_e_l1(xr, x) + _e_l1(yr, y)),
+     "λ = 10 by default", "lam=10.0"),
+]
+
+
+def F_mse(a, b):
+    return (a - b).pow(2).mean()
+
+
+@pytest.mark.parametrize("label,fn,case,fragment", CYC_GALLERY, ids=[g[0] for g in CYC_GALLERY])
+def test_cycle_loss_gallery_rejected(rejects, label, fn, case, fragment):
+    rejects(CYC, fn, case, fragment)
+
+
+def test_cycle_loss_reference_matches_training_use():
+    """The reference is what train_cyclegan optimises: zero for perfect cycles, λ-linear."""
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    y = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert _e_cycle(x, x.clone(), y, y.clone()).item() == 0.0
+    xr, yr = x + 0.1, y - 0.2
+    assert abs(_e_cycle(xr, x, yr, y, lam=10.0).item() - 10 * (0.1 + 0.2)) < 1e-5
+    assert abs(_e_cycle(xr, x, yr, y, lam=5.0).item() * 2 - _e_cycle(xr, x, yr, y).item()) < 1e-5
+
+def _e_good_cycle(x, x_rec, y, y_rec, lam=10.0):
+    return lam * ((x_rec - x).abs().mean() + (y_rec - y).abs().mean())
+
+
+def _e_detached_cycle(x, x_rec, y, y_rec, lam=10.0):
+    return lam * ((x_rec.detach() - x).abs().mean() + (y_rec.detach() - y).abs().mean())
+
+
+def test_cycle_loss_is_graded_in_the_worker(tmp_path):
+    """Plain tensors in, a scalar out: the safe grader runs every case in its worker, gradients included."""
+    import sys
+
+    import cloudpickle
+
+    from genlib.exercises import registry
+    from genlib.grading import judge
+
+    registry()
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    z = judge.Zygote([str(judge.PKG_DIR), str(tmp_path)], 2 * 2 ** 30)
+    try:
+        ok = judge.judge_exercise(CYC, cloudpickle.dumps(_e_good_cycle), z, 30)
+        bad = judge.judge_exercise(CYC, cloudpickle.dumps(_e_detached_cycle), z, 30)
+    finally:
+        z.close()
+    assert ok["status"] == "passed", ok
+    assert bad["status"] == "failed" and "gradients reach both generators" in bad["detail"], bad
 # ===== END ch10 section E =====

@@ -148,4 +148,121 @@ def _(fn):
 # ===== END ch10 section D =====
 
 # ===== BEGIN ch10 section E: translation (helper E) =====
+# translate.cycle_loss: λ·(mean|F(G(x)) − x| + mean|G(F(y)) − y|) on tensors (x, x_rec, y, y_rec);
+# the formulas are written out here, not taken from genlib.translate.
+from genlib.translate import cycle_loss as _e_cycle_ref  # noqa: E402
+
+cyc_spec = register("translate.cycle_loss", _e_cycle_ref,
+                    "λ·(mean|x_rec − x| + mean|y_rec − y|), x_rec = F(G(x)), y_rec = G(F(y)) → a scalar")
+
+
+def _e_batch(seed=0, n=4, dtype=torch.float64):
+    """x, y (N, 3, 4, 4) in [-1, 1] and reconstructions with errors of different sizes per domain."""
+    g = _gen(seed)
+    x = torch.rand(n, 3, 4, 4, generator=g, dtype=dtype) * 2 - 1
+    y = torch.rand(n, 3, 4, 4, generator=g, dtype=dtype) * 2 - 1
+    x_rec = x + 0.3 * torch.randn(x.shape, generator=g, dtype=dtype) + 0.05   # biased: Σ(x_rec − x) ≠ 0
+    y_rec = y + 0.6 * torch.randn(y.shape, generator=g, dtype=dtype) - 0.1
+    return x, x_rec, y, y_rec
+
+
+def _e_scalar(out, what="the cycle loss"):
+    if not torch.is_tensor(out):
+        raise CheckFailure(f"{what} should be a torch.Tensor, got {type(out).__name__}: the training "
+                           "step calls .backward() on it, so return the tensor itself (no .item(), no "
+                           "float(), no NumPy)")
+    if out.dim() != 0:
+        raise CheckFailure(f"{what} has shape {tuple(out.shape)}: return ONE number. Average the "
+                           "absolute errors over every pixel of the batch (.mean()), per direction, "
+                           "then add the two directions")
+    return out
+
+
+@cyc_spec.case("one scalar tensor")
+def _(fn):
+    x, x_rec, y, y_rec = _e_batch(0)
+    _e_scalar(fn(x, x_rec, y, y_rec, 10.0))
+
+
+@cyc_spec.case("λ·(mean|F(G(x)) − x| + mean|G(F(y)) − y|)")
+def _(fn):
+    x, x_rec, y, y_rec = _e_batch(1)
+    lam = 7.0
+    out = _e_scalar(fn(x.clone(), x_rec.clone(), y.clone(), y_rec.clone(), lam))
+    l1x, l1y = (x_rec - x).abs().mean(), (y_rec - y).abs().mean()
+    ref = lam * (l1x + l1y)
+    if _close(out, ref, 1e-6):
+        return
+    named = [
+        (lam * l1x, "only the X → Y → X cycle: add the Y → X → Y direction, mean|G(F(y)) − y|. "
+                    "With one direction, F is never asked to be G's inverse on Y's side"),
+        (lam * l1y, "only the Y → X → Y cycle: add the X → Y → X direction, mean|F(G(x)) − x|"),
+        (lam * ((x_rec - x).pow(2).mean() + (y_rec - y).pow(2).mean()),
+         "squared errors (L2): CycleGAN's cycle loss is the L1 norm, mean|x_rec − x| (Zhu et al. "
+         "2017); L2 lets many small errors through and blurs"),
+        (lam * ((x_rec - x).pow(2).mean().sqrt() + (y_rec - y).pow(2).mean().sqrt()),
+         "root mean squared errors: use the mean absolute error, mean|x_rec − x| (L1)"),
+        (l1x + l1y, "λ is missing: multiply the sum of the two L1 terms by lam (10 in the paper), "
+                    "which weighs cycle consistency against the GAN losses"),
+        (lam * lam * (l1x + l1y), "λ is applied twice (λ²): multiply by lam once"),
+        (lam * ((x_rec - x).abs().sum() + (y_rec - y).abs().sum()),
+         "a sum over pixels, not a mean: the loss then grows with batch size and image size and λ = 10 "
+         "no longer means what the paper means. Use .mean()"),
+        (lam * ((x_rec - x).abs().sum() / len(x) + (y_rec - y).abs().sum() / len(y)),
+         "summed over pixels and averaged over images: average over every pixel (.mean() on the "
+         "whole tensor), so λ does not depend on the image size"),
+        (0.5 * lam * (l1x + l1y), "the two directions are averaged (÷ 2): add them, λ·(L1_x + L1_y)"),
+        (lam * ((x_rec - y).abs().mean() + (y_rec - x).abs().mean()),
+         "each reconstruction is compared with the OTHER domain: F(G(x)) must come back to x, "
+         "G(F(y)) to y"),
+        (lam * ((x_rec - x).mean() + (y_rec - y).mean()),
+         "no absolute value: positive and negative errors cancel. Use (x_rec − x).abs().mean()"),
+        (lam * ((x_rec - x).mean().abs() + (y_rec - y).mean().abs()),
+         "the absolute value of the mean error, not the mean of the absolute errors: .abs() first, "
+         "then .mean()"),
+        (lam * (x_rec - x).abs().mean() + (y_rec - y).abs().mean(),
+         "λ multiplies only the first direction: put both terms inside, λ·(L1_x + L1_y)"),
+    ]
+    for value, msg in named:
+        if value is not None and _close(out, value, 1e-6):
+            raise CheckFailure(msg)
+    raise CheckFailure(f"your loss is {float(out):.5g}, the reference λ·(mean|x_rec − x| + "
+                       f"mean|y_rec − y|) is {float(ref):.5g} (λ = {lam})")
+
+
+@cyc_spec.case("λ = 10 by default")
+def _(fn):
+    x, x_rec, y, y_rec = _e_batch(2)
+    try:
+        out = fn(x, x_rec, y, y_rec)
+    except TypeError:
+        raise CheckFailure("call it as cycle_loss(x, x_rec, y, y_rec) too: give lam a default, "
+                           "lam=10.0, the paper's value") from None
+    ref = 10.0 * ((x_rec - x).abs().mean() + (y_rec - y).abs().mean())
+    if not _close(_e_scalar(out), ref, 1e-6):
+        raise CheckFailure(f"with no lam given your loss is {float(out):.5g}, expected {float(ref):.5g}: "
+                           "the default should be lam=10.0 (Zhu et al. 2017)")
+
+
+@cyc_spec.case("gradients reach both generators")
+def _(fn):
+    x, x_rec, y, y_rec = _e_batch(3, dtype=torch.float32)
+    x_rec.requires_grad_(True)
+    y_rec.requires_grad_(True)
+    lam = 7.0
+    out = _e_scalar(fn(x, x_rec, y, y_rec, lam))
+    if not out.requires_grad:
+        raise CheckFailure("no gradient: the loss does not depend on x_rec or y_rec as far as autograd "
+                           "knows (.detach(), torch.no_grad(), .item() or NumPy inside). Then neither "
+                           "generator learns from the cycle; keep the reconstructions in the graph")
+    out.backward()
+    for name, rec, real, n_what in (("x_rec", x_rec, x, "G and F on the X → Y → X cycle"),
+                                    ("y_rec", y_rec, y, "F and G on the Y → X → Y cycle")):
+        if rec.grad is None or not torch.any(rec.grad != 0):
+            raise CheckFailure(f"no gradient reaches {name}: it was detached (or left out), so {n_what} "
+                               "get no signal from it")
+        want = lam * torch.sign(rec.detach() - real) / real.numel()
+        if not torch.allclose(rec.grad, want, rtol=1e-4, atol=1e-7):
+            raise CheckFailure(f"the gradient with respect to {name} is not λ·sign({name} − real)/numel: "
+                               "the loss is not λ times the mean absolute error")
 # ===== END ch10 section E =====
