@@ -7,6 +7,8 @@
 * :mod:`genlib.grading.worker` — the worker: a separate, limited process where the learner's
   function runs; it returns plain data only.
 * :mod:`genlib.grading.wire` — the plain-data message format between the two (no pickle).
+* :mod:`genlib.probes` — genlib code that a check runs on the learner's object inside the worker
+  when a case needs a network, an optimiser or a class (``genlib.exercises.probe``).
 
 ``genlib.notebooks.grade`` ties them together. This package imports nothing eagerly, so that
 ``genlib.exercises`` can use :mod:`~genlib.grading.submission` without an import cycle.

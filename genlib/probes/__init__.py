@@ -14,6 +14,11 @@ tensors, recorded inputs, shapes, type names) as plain data. The case then judge
 observations in the grader, against genlib's reference where there is one.
 
 Rules: a probe module never contains the answer to an exercise (learner code in the worker can
-import it); a probe may raise ``CheckFailure`` to fail the case with a message; the worker runs
-only functions defined in ``genlib.probes.*``.
+import it); the conditions for *passing* are checked in the case, on the probe's result, never in
+the probe (learner code can change what runs in the worker, so a probe may raise ``CheckFailure``
+only to fail a case, with a message); return raw observations rather than verdict-like booleans
+where you can; the worker runs only functions defined in ``genlib.probes.*``; an exception the
+learner's code raises inside a probe reaches the case as the same built-in exception type.
+
+The probes of chapters 03, 04, 07 and 11 (``ch03.py`` …) are worked examples.
 """
