@@ -13,6 +13,7 @@ datasets) write to ``results/quick/`` (gitignored) unless ``--out`` names a fold
     genlib bench modes --quick          # a few minutes: ring, GAN vs PacGAN2, one seed, short runs
     genlib bench modes --runs 5         # the full table
     genlib bench modes --stacked        # stacked digits, DCGAN vs PacDCGAN2
+    genlib bench speed [--quick]        # chapter 09's speed levers (genlib.speed): results/bench_speed.*
 """
 from __future__ import annotations
 
@@ -282,7 +283,10 @@ def _save(result: dict, md: str, stem: Path) -> None:
 
 # ----------------------------------------------------------------------------- CLI
 def _add_arguments(p):
-    p.add_argument("what", choices=["modes"], help="which benchmark (modes)")
+    p.add_argument("what", choices=["modes", "speed"],
+                   help="which benchmark: modes (mode collapse) or speed (chapter 09, genlib.speed)")
+    p.add_argument("--device", default="cpu", help="speed: cpu or cuda (default cpu)")
+    p.add_argument("--no-compile", action="store_true", help="speed: skip the torch.compile lever")
     p.add_argument("--runs", type=int, default=None, help="seeds per method (default 5; --quick: 1)")
     p.add_argument("--steps", type=int, default=None,
                    help=f"generator steps per run (default ring {STEPS['ring']}, grid {STEPS['grid']}; --quick: 1000)")
@@ -323,11 +327,55 @@ def output_folder(args) -> tuple[Path, bool]:
     return QUICK_RESULTS, partial
 
 
+def _run_speed(args) -> int:
+    """``genlib bench speed``: see ``genlib.speed.run_speed``. Only the full run writes to results/
+    (and the README) unless ``--overwrite-results``; ``--quick`` goes to results/quick/."""
+    import sys
+
+    from genlib import speed
+
+    quick = args.quick or args.budget == "quick"
+    if args.out is not None:
+        out = Path(args.out)
+    elif args.render_only or not quick or args.overwrite_results:
+        out = RESULTS
+    else:
+        out = QUICK_RESULTS
+    if quick and args.update_readme and not args.overwrite_results:
+        print("refusing --update-readme for a quick run: the README's table is the full run's "
+              "(add --overwrite-results if you mean to replace it)", file=sys.stderr)
+        return 2
+    if args.render_only:
+        f = out / "bench_speed.json"
+        if not f.exists():
+            print(f"no {f} to render", file=sys.stderr)
+            return 2
+        res = json.loads(f.read_text())
+        speed.validate_result(res)
+        speed.save(res, out)
+    else:
+        if args.device.startswith("cuda") and not torch.cuda.is_available():
+            print("--device cuda: CUDA is not available here", file=sys.stderr)
+            return 2
+        command = "genlib bench " + " ".join(sys.argv[2:] if len(sys.argv) > 2 else [args.what])
+        res = speed.run_speed(quick=quick, device=args.device, command=command, compile=not args.no_compile)
+        speed.save(res, out)
+    md = speed.markdown_speed(res)
+    print(md)
+    print(f"saved {out / 'bench_speed.json'}, .md and .png")
+    if args.update_readme:
+        print("README:", "updated" if update_readme(md + "\n![digits-FID vs ms per image](results/bench_speed.png)\n",
+                                                   "bench-speed") else "markers not found")
+    return 0
+
+
 def _run(args) -> int:
     import sys
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.what == "speed":
+        return _run_speed(args)
     quick = args.quick or args.budget == "quick"
     out, partial = output_folder(args)
     if partial and not args.render_only and args.update_readme and not args.overwrite_results:
@@ -377,4 +425,5 @@ def _run(args) -> int:
     return 0
 
 
-CLI_COMMANDS = {"bench": ("mode-collapse benchmark beside PacGAN's published tables", _add_arguments, _run)}
+CLI_COMMANDS = {"bench": ("benchmarks: mode collapse beside PacGAN's tables (modes); speed levers measured (speed)",
+                           _add_arguments, _run)}

@@ -1,0 +1,851 @@
+"""Why image generation gets faster, measured: chapter 09 and ``genlib bench speed``.
+
+Every number here is a measurement on a shipped model (chapters 03, 05, 07, 08), taken in one
+process on one machine, with quality measured on the same samples that were timed.
+
+Cost model: time per image ≈ sequential network evaluations × cost of one evaluation ÷ what runs
+in parallel (the batch, the cores). Methods differ in the first factor (NFE), engineering levers
+in the second and third.
+
+=========================  ========================================================================
+``time_fn``                median / quartiles / min / max of repeated calls, in ms (inference mode,
+                           CUDA synchronised), warm-up calls excluded
+``ms_per_image``           a timing (or ms) ÷ images per call
+``images_per_second``      the throughput of a timing
+``cost_model``             sequential NFE × ms per evaluation ÷ parallelism
+``count_nfe``              network evaluations per sample and sequential calls for a sampler
+``machine_card``           platform, CPU, threads, torch/python versions, device
+``train_digits_vae``       a small class-conditional VAE on grey digits (chapter 05's MLPVAE), seeded
+``DIGITS_ROWS``            one-pass vs iterative samplers on digits: name → (family, NFE, sampler)
+``digits_rows``            digits-FID, class accuracy and ms/image for each row, timed on the very
+                           chunks that are scored
+``token_models``           shipped TokenGPT / MaskGIT / VQ (64 tokens) and same-architecture
+                           random-weight GPTs at 16 and 256 tokens (timing only)
+``kv_cache_rows``          autoregressive decoding without / with a KV cache: time, identical tokens
+``decoding_rows``          AR (cache or not) vs MaskGIT 4/8/16 steps at batch 1/16/64/256
+``crossover``              the smallest batch at which the cached AR model beats a MaskGIT row
+``token_quality``          attribute accuracy of the 64-token rows (the shipped classifier)
+``lever_rows``             batching, inference_mode / no_grad / grad, threads, bf16 autocast,
+                           torch.compile, channels_last, guidance as two calls vs one batch
+``PUBLISHED``              published speed claims beside ours (``published_rows``)
+``run_speed``              everything above → the bench's result dict (``validate_result``)
+``markdown_speed``         the README table; ``plot_pareto``: digits-FID vs ms/image (log x)
+=========================  ========================================================================
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+SCHEMA = "genlib-bench-speed/1"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ============================================================================ timing primitives
+def _sync(device) -> None:
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _quantile(sorted_values, q: float) -> float:
+    """Linear-interpolation quantile of an already sorted list (q in [0, 1])."""
+    if len(sorted_values) == 1:
+        return sorted_values[0]
+    pos = q * (len(sorted_values) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (pos - lo) * (sorted_values[hi] - sorted_values[lo])
+
+
+def summarize_ms(runs_ms) -> dict:
+    """Median, quartiles (q1, q3: the IQR), min and max of a list of milliseconds."""
+    runs = [float(r) for r in runs_ms]
+    if not runs:
+        raise ValueError("no timings to summarise")
+    s = sorted(runs)
+    return {"median_ms": statistics.median(s), "q1_ms": _quantile(s, 0.25), "q3_ms": _quantile(s, 0.75),
+            "min_ms": s[0], "max_ms": s[-1], "runs_ms": [round(r, 4) for r in runs], "repeats": len(runs)}
+
+
+def time_fn(fn, repeats: int = 5, warmup: int = 1, device=None, mode: str = "inference",
+            clock: str = "wall") -> dict:
+    """Call ``fn()`` ``warmup`` times untimed, then ``repeats`` times, each timed with
+    ``time.perf_counter`` (wall clock; CUDA is synchronised before and after each call).
+
+    ``clock="process"``: this process's CPU time instead (``time.process_time``, CPU only). On a
+    shared machine it does not count the time other programs held the cores; with one intra-op
+    thread (``torch.set_num_threads(1)``) it is the compute itself — the tests use it.
+
+    ``mode``: "inference" (``torch.inference_mode``, the default), "no_grad", or "grad" (autograd on).
+    Returns ``summarize_ms`` of the runs plus ``warmup`` and ``mode``: median_ms, q1_ms, q3_ms,
+    min_ms, max_ms, runs_ms (every run, in order), repeats.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError("repeats must be ≥ 1 and warmup ≥ 0")
+    ctx = {"inference": torch.inference_mode, "no_grad": torch.no_grad,
+           "grad": contextlib.nullcontext}[mode]
+    timer = {"wall": time.perf_counter, "process": time.process_time}[clock]
+    runs = []
+    with ctx():
+        for _ in range(warmup):
+            fn()
+        _sync(device)
+        for _ in range(repeats):
+            t0 = timer()
+            fn()
+            _sync(device)
+            runs.append(1000 * (timer() - t0))
+    out = summarize_ms(runs)
+    out.update(warmup=warmup, mode=mode, clock=clock)
+    return out
+
+
+def ms_per_image(timing, n: int) -> float:
+    """Median milliseconds per image of a ``time_fn`` result (or a plain ms value) for n images a call."""
+    ms = timing["median_ms"] if isinstance(timing, dict) else float(timing)
+    return ms / n
+
+
+def images_per_second(timing, n: int) -> float:
+    """Throughput: n images per call ÷ the median call time."""
+    return 1000.0 / ms_per_image(timing, n)
+
+
+def cost_model(nfe: float, ms_per_eval: float, parallel: float = 1.0) -> float:
+    """Predicted milliseconds: sequential network evaluations × cost of one ÷ parallelism.
+
+    ``ms_per_eval`` is the time of one network call on one unit of work (one image, one batch …);
+    ``parallel`` how many such units one call handles at the same cost (1 when ms_per_eval is already
+    per image at the batch you run)."""
+    if nfe < 0 or ms_per_eval < 0 or parallel <= 0:
+        raise ValueError("nfe and ms_per_eval must be ≥ 0, parallel > 0")
+    return nfe * ms_per_eval / parallel
+
+
+def count_nfe(method: str, steps: int = 1, guidance: bool = False, batched_guidance: bool = True,
+              last_step_euler: bool = False) -> dict:
+    """Network evaluations per sample (``nfe``) and sequential network calls (``sequential``).
+
+    method: "gan" / "vae" (one pass), "ddpm", "ddim", "euler" (one evaluation per step), "heun"
+    (two per step; ``last_step_euler`` skips the final correction as EDM does: 2·steps − 1),
+    "ar" (steps = tokens, one call per token), "maskgit" (one call per step).
+    ``guidance``: classifier-free guidance doubles the evaluations; batched (cond and uncond as one
+    call of 2N rows, as genlib's samplers do) keeps the sequential calls, two calls double them too.
+    """
+    per_step = {"gan": 0, "vae": 0, "ddpm": 1, "ddim": 1, "euler": 1, "heun": 2, "ar": 1, "maskgit": 1}
+    if method not in per_step:
+        raise ValueError(f"unknown method {method!r}; choose from {sorted(per_step)}")
+    if steps < 1:
+        raise ValueError("steps must be ≥ 1")
+    if method in ("gan", "vae"):
+        nfe = 1
+    else:
+        nfe = per_step[method] * steps - (1 if method == "heun" and last_step_euler else 0)
+    sequential = nfe
+    if guidance:
+        nfe *= 2
+        if not batched_guidance:
+            sequential *= 2
+    return {"nfe": nfe, "sequential": sequential}
+
+
+def machine_card(device="cpu") -> dict:
+    """What the timings were measured on."""
+    card = {"platform": platform.platform(), "machine": platform.machine(), "python": sys.version.split()[0],
+            "torch": torch.__version__, "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+            "device": str(device), "cpu_model": None}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    card["cpu_model"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        card["cpu_model"] = platform.processor() or None
+    if torch.device(device).type == "cuda" and torch.cuda.is_available():
+        card["gpu"] = torch.cuda.get_device_name()
+        card["cuda"] = torch.version.cuda
+    return card
+
+
+def _progress(iterable=None, total=None, desc=None):
+    from genlib.train import progress
+    return progress(iterable, total=total, desc=desc)
+
+
+# ============================================================================ one pass vs iterative (digits)
+def train_digits_vae(steps: int = 2000, seed: int = 0, latent: int = 16, device="cpu"):
+    """Chapter 05's ``MLPVAE``, class-conditional, trained on the grey training digits in [0, 1] with
+    a Bernoulli (cross-entropy) likelihood, seeded: ~3 s on two cores. Sampling decodes z ~ N(0, I)
+    to the decoder's mean (sigmoid of the logits), mapped to [-1, 1]. No VAE weights are shipped
+    (chapter 05 trains its VAEs in the notebook), so the bench trains this one itself."""
+    from genlib.data import digits
+    from genlib.vae import MLPVAE, train_vae
+
+    x, y = digits("train", value_range=(0.0, 1.0))
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = MLPVAE(latent=latent, hidden=256, n_classes=10)
+        train_vae(model, x, y, steps=steps, seed=seed, desc="digits VAE")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval().to(device)
+
+
+def _vae_sampler(vae):
+    def sample(z_img, y, g):
+        z = torch.randn(len(y), vae.latent, generator=g).to(y.device)
+        return 2 * torch.sigmoid(vae.decode(z, y)) - 1
+    return sample
+
+
+def _rows_spec(models: dict) -> dict:
+    """name → (family, nfe, sampler(z, y, generator) → images in [-1, 1])."""
+    from genlib import diffusion, flow
+
+    ddpm, fl, re, gan = models["ddpm"], models["flow"], models["reflow"], models["dcgan"]
+    sched = ddpm.schedule
+    rows = {
+        "DCGAN (ch03)": ("one pass", 1, lambda z, y, g: gan(torch.randn(len(z), gan.z_dim, generator=g).to(z.device))),
+    }
+    if models.get("vae") is not None:
+        rows["VAE decoder (ch05)"] = ("one pass", 1, _vae_sampler(models["vae"]))
+    rows[f"DDPM {sched.T} steps"] = ("diffusion", sched.T, lambda z, y, g: diffusion.sample_ddpm(
+        ddpm, z.shape, sched, y=y, generator=g, device=z.device))
+    for k in (50, 20, 10, 5):
+        rows[f"DDIM {k}"] = ("diffusion", k, lambda z, y, g, k=k: diffusion.sample_ddim(
+            ddpm, z.shape, sched, k, y=y, generator=g, device=z.device))
+    for k in (1, 2, 4, 8, 16, 32, 64):
+        rows[f"flow Euler {k}"] = ("flow", k, lambda z, y, g, k=k: flow.sample_euler(fl, z, k, y))
+    for k in (1, 2):
+        rows[f"reflow Euler {k}"] = ("reflow", k, lambda z, y, g, k=k: flow.sample_euler(re, z, k, y))
+    return rows
+
+
+DIGITS_ROWS = ("DCGAN (ch03)", "VAE decoder (ch05)", "DDPM 100 steps", "DDIM 50", "DDIM 20", "DDIM 10",
+               "DDIM 5", "flow Euler 1", "flow Euler 2", "flow Euler 4", "flow Euler 8", "flow Euler 16",
+               "flow Euler 32", "flow Euler 64", "reflow Euler 1", "reflow Euler 2")
+QUICK_DIGITS_ROWS = ("DCGAN (ch03)", "VAE decoder (ch05)", "DDPM 100 steps", "DDIM 20", "DDIM 5",
+                     "flow Euler 1", "flow Euler 8", "flow Euler 32", "reflow Euler 1", "reflow Euler 2")
+
+
+def load_digits_models(device="cpu", vae: bool = True, vae_steps: int = 2000) -> dict:
+    """The shipped digits models (``diffusion.load_pretrained``) and, with ``vae``, a freshly
+    trained ``train_digits_vae``: {"dcgan", "ddpm", "flow", "reflow", "vae"}."""
+    from genlib.diffusion import load_pretrained
+
+    out = {k: load_pretrained(f"digits_{k}", device) for k in ("dcgan", "ddpm", "flow", "reflow")}
+    out["vae"] = train_digits_vae(vae_steps, device=device) if vae else None
+    return out
+
+
+def digits_rows(models: dict, rows=DIGITS_ROWS, n: int = 1000, batch: int = 250, device="cpu",
+                seed: int = 0, progress: bool = True, warmup: bool = True) -> list[dict]:
+    """For each row: sample n digits (labels 0…9 in turn; same starting noise for every ODE row) in
+    chunks of ``batch``, time every chunk (with ``warmup``, one extra untimed chunk first), score all n with ``diffusion.digits_eval`` (digits-FID vs the held-out test digits,
+    requested-class accuracy where the model takes labels).
+
+    Returns dicts: name, family, nfe, n, batch, ms_per_image (median chunk ÷ batch), q1/q3/min/max per
+    image, fid, real_fid (n real digits vs the same test set), accuracy (None for the unconditional
+    DCGAN).
+    """
+    from genlib.diffusion import digits_eval
+
+    spec = _rows_spec(models)
+    unknown = [r for r in rows if r not in spec]
+    if unknown:
+        raise ValueError(f"unknown rows {unknown}; available: {list(spec)}")
+    if n % batch:
+        raise ValueError("n must be a multiple of batch")
+    y_all = (torch.arange(n) % 10).to(device)
+    z_all = torch.randn(n, 1, 8, 8, generator=torch.Generator().manual_seed(seed + 5)).to(device)
+    out = []
+    it = _progress(rows, desc="digits rows") if progress else rows
+    for name in it:
+        family, nfe, sampler = spec[name]
+        g = torch.Generator().manual_seed(seed + 8)
+        chunks, runs = [], []
+        with torch.inference_mode():
+            if warmup:  # one untimed chunk from its own noise (allocations, first-call overheads)
+                sampler(z_all[:batch], y_all[:batch], torch.Generator().manual_seed(seed + 99))
+            for i in range(0, n, batch):
+                _sync(device)
+                t0 = time.perf_counter()
+                x = sampler(z_all[i:i + batch], y_all[i:i + batch], g)
+                _sync(device)
+                runs.append(1000 * (time.perf_counter() - t0))
+                chunks.append(x.float().cpu())
+        x = torch.cat(chunks)
+        conditional = name != "DCGAN (ch03)"
+        ev = digits_eval(x, y_all.cpu() if conditional else None)
+        t = summarize_ms(runs)
+        out.append({"name": name, "family": family, "nfe": nfe, "n": n, "batch": batch,
+                    "ms_per_image": t["median_ms"] / batch,
+                    "ms_per_image_q1": t["q1_ms"] / batch, "ms_per_image_q3": t["q3_ms"] / batch,
+                    "ms_per_image_min": t["min_ms"] / batch, "ms_per_image_max": t["max_ms"] / batch,
+                    "chunk_ms": t["runs_ms"], "fid": ev["fid"], "real_fid": ev["real_fid"],
+                    "accuracy": ev.get("accuracy")})
+    return out
+
+
+def plot_pareto(rows: list[dict], ax=None, title: str | None = None, annotate: bool = True):
+    """digits-FID (log) against ms per image (log x), one colour per family, every point labelled,
+    with the real-vs-real floor as a dashed line."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.2))
+    families = list(dict.fromkeys(r["family"] for r in rows))
+    markers = dict(zip(families, "osD^v<>"))
+    for fam in families:
+        rs = sorted((r for r in rows if r["family"] == fam), key=lambda r: r["ms_per_image"])
+        ax.plot([r["ms_per_image"] for r in rs], [r["fid"] for r in rs], marker=markers[fam],
+                ls="-" if len(rs) > 1 and fam != "one pass" else "", label=fam)
+        if annotate:
+            for r in rs:
+                ax.annotate(r["name"].replace(" (ch03)", "").replace(" (ch05)", "").replace(" steps", ""),
+                            (r["ms_per_image"], r["fid"]), textcoords="offset points", xytext=(4, 3),
+                            fontsize=7)
+    ax.axhline(rows[0]["real_fid"], color="k", ls="--", lw=1, label=f"real vs real (n = {rows[0]['n']})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set(xlabel="milliseconds per image (log scale)", ylabel="digits-FID (lower is better)",
+           title=title or "quality vs time per image on 8×8 digits, one run")
+    ax.legend(fontsize="small")
+    return ax
+
+
+# ============================================================================ LLM-style decoding of image tokens
+def token_models(device="cpu", lengths=(16, 64, 256)) -> dict:
+    """{"gpt": shipped 64-token TokenGPT, "maskgit": shipped MaskGIT, "vq": the VQ tokenizer,
+    "gpt_by_length": {L: model}}. For L ≠ 64 the model is a same-architecture TokenGPT (dim 96,
+    3 layers, 4 heads) with fresh random weights (seed 0): good for timing, not for pictures."""
+    from genlib import t2i
+    from genlib.text import Tokenizer
+    from genlib.transformer import TokenGPT
+
+    gpt, mg, vq = (t2i.load(k) for k in ("gpt", "maskgit", "vq"))
+    by_len = {}
+    for L in lengths:
+        if L == 64:
+            by_len[L] = gpt
+            continue
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            by_len[L] = TokenGPT(k=64, n_img=L, cond_vocab=len(Tokenizer()), n_cond=t2i.N_COND,
+                                 dim=96, layers=3, heads=4).eval()
+    return {"gpt": gpt.to(device), "maskgit": mg.to(device), "vq": vq.to(device),
+            "gpt_by_length": {L: m.to(device) for L, m in by_len.items()}}
+
+
+def captions_cond(batch: int, seed: int = 1, device="cpu") -> torch.Tensor:
+    """(batch, 4) condition tokens for held-out shapes captions (seed 1, as chapter 08 evaluates)."""
+    from genlib import t2i
+    from genlib.data import shapes
+
+    return t2i.caption_tokens(shapes(batch, seed=seed).captions).to(device)
+
+
+def ar_generate(model, cond, use_cache: bool, seed: int = 0):
+    """TokenGPT sampling with uniforms drawn from ``seed``: the same random stream for the cached and
+    the uncached run."""
+    u = torch.rand(model.n_img, len(cond), generator=torch.Generator().manual_seed(seed)).to(cond.device)
+    return model.generate(cond, use_cache=use_cache, uniforms=u)
+
+
+def kv_cache_rows(models: dict, lengths=(16, 64, 256), batch: int = 16, repeats: int = 3,
+                  device="cpu", progress: bool = True, clock: str = "wall") -> list[dict]:
+    """Autoregressive decoding of L tokens without and with the KV cache at one batch size.
+
+    Each row: tokens, batch, trained (True for the shipped 64-token model), identical (both runs
+    produced exactly the same tokens from the same uniforms), no_cache / cache timings (``time_fn``
+    dicts), speedup (median ratio)."""
+    out = []
+    it = _progress(lengths, desc="KV cache") if progress else lengths
+    for L in it:
+        m = models["gpt_by_length"][L]
+        cond = captions_cond(batch, device=device)
+        got = {}
+
+        def run(use_cache):
+            got[use_cache] = ar_generate(m, cond, use_cache)
+
+        # the uncached runs are the slow ones (cubic attention work): no warm-up, and one run only at
+        # L ≥ 256; the tokens compared are those of the timed runs
+        t_no = time_fn(lambda: run(False), repeats=1 if L >= 256 else repeats, warmup=0, device=device,
+                       clock=clock)
+        t_kv = time_fn(lambda: run(True), repeats=repeats, warmup=1, device=device, clock=clock)
+        a, b = got[False], got[True]
+        out.append({"tokens": L, "batch": batch, "trained": L == 64,
+                    "identical": bool(torch.equal(a, b)), "no_cache": t_no, "cache": t_kv,
+                    "speedup": t_no["median_ms"] / t_kv["median_ms"]})
+    return out
+
+
+def decoding_rows(models: dict, batches=(1, 16, 64, 256), maskgit_steps=(4, 8, 16), repeats: int = 3,
+                  device="cpu", no_cache_max_batch: int = 256, progress: bool = True,
+                  clock: str = "wall") -> list[dict]:
+    """64 tokens per image: AR without cache, AR with cache, MaskGIT at each step count, at each batch.
+
+    Each row: method, batch, sequential (network calls in sequence), timing (``time_fn``),
+    ms_per_image. The uncached AR model is skipped above ``no_cache_max_batch``."""
+    gpt, mg = models["gpt"], models["maskgit"]
+    jobs = []
+    for b in batches:
+        if b <= no_cache_max_batch:
+            jobs.append(("AR, no cache", b, 64, lambda c: ar_generate(gpt, c, False)))
+        jobs.append(("AR, KV cache", b, 64, lambda c: ar_generate(gpt, c, True)))
+        for s in maskgit_steps:
+            jobs.append((f"MaskGIT {s} steps", b, s, lambda c, s=s: mg.generate(
+                c, steps=s, generator=torch.Generator().manual_seed(0))))
+    out = []
+    it = _progress(jobs, desc="decoding") if progress else jobs
+    for method, b, seq, fn in it:
+        cond = captions_cond(b, device=device)
+        heavy = b >= 64 and method == "AR, no cache"
+        t = time_fn(lambda: fn(cond), repeats=max(2, repeats - 1) if heavy else repeats + (2 if b == 1 else 0),
+                    warmup=0 if heavy else 1, device=device, clock=clock)
+        out.append({"method": method, "batch": b, "sequential": seq, "timing": t,
+                    "ms_per_image": t["median_ms"] / b})
+    return out
+
+
+def crossover(rows: list[dict], fast: str = "AR, KV cache", other: str = "MaskGIT 8 steps"):
+    """The smallest measured batch at which ``fast`` takes less time than ``other`` (None if never),
+    and the ratio other/fast per batch."""
+    ratio = {}
+    for b in sorted({r["batch"] for r in rows}):
+        a = [r for r in rows if r["batch"] == b and r["method"] == fast]
+        o = [r for r in rows if r["batch"] == b and r["method"] == other]
+        if a and o:
+            ratio[b] = o[0]["timing"]["median_ms"] / a[0]["timing"]["median_ms"]
+    first = next((b for b, r in ratio.items() if r > 1), None)
+    return {"fast": fast, "other": other, "first_batch_faster": first, "ratio_other_over_fast": ratio}
+
+
+def token_quality(models: dict, n: int = 300, maskgit_steps=(4, 8, 16), device="cpu") -> dict:
+    """Attribute accuracy (shape, colour, size, all three) of n images per 64-token row, captions of
+    ``shapes(n, seed=1)``, scored by the shipped shapes classifier as chapter 08 does. The cached and
+    uncached AR models draw identical tokens, so they share one score."""
+    from genlib import t2i
+    from genlib.data import shapes
+
+    d = shapes(n, seed=1)
+    cond = t2i.caption_tokens(d.captions).to(device)
+    out = {}
+    with torch.inference_mode():
+        tok = ar_generate(models["gpt"], cond, True)
+        out["AR (cache or not)"] = t2i.attribute_accuracy(models["vq"].decode(tok.view(-1, 8, 8)).cpu(),
+                                                          d.shape, d.color, d.size)
+        for s in maskgit_steps:
+            tok = models["maskgit"].generate(cond, steps=s, generator=torch.Generator().manual_seed(0))
+            out[f"MaskGIT {s} steps"] = t2i.attribute_accuracy(
+                models["vq"].decode(tok.view(-1, 8, 8)).cpu(), d.shape, d.color, d.size)
+    return out
+
+
+# ============================================================================ engineering levers
+def lever_rows(model, device="cpu", batch: int = 256, repeats: int = 7, compile: bool = True,
+               batches=(1, 4, 16, 64, 256, 1024), progress: bool = True) -> dict:
+    """The engineering levers, measured on one network evaluation of ``model(x, t, y)`` (chapter
+    07's TinyUNet) on (batch, 1, 8, 8) inputs:
+
+    * ``batching``: ms per call and per image at each batch size;
+    * ``modes``: torch.inference_mode vs no_grad vs autograd on (a copy whose parameters require
+      grad, so that a graph is really recorded);
+    * ``threads``: 1 vs 2 intra-op threads (CPU only);
+    * ``bf16``: autocast time vs float32, the largest relative output difference, and precision facts;
+    * ``channels_last``: the same model and input in channels-last memory format;
+    * ``guidance``: classifier-free guidance as two calls vs one batched call of 2N rows, at batch 1
+      and ``batch``;
+    * ``compile``: torch.compile's first call (compile time) and steady-state time vs eager (timed
+      before compiling), or the reason it was skipped. Measured last, see below.
+    """
+    from genlib.diffusion import guided
+
+    dev = torch.device(device)
+    g = torch.Generator().manual_seed(0)
+
+    def inputs(b):
+        x = torch.randn(b, 1, 8, 8, generator=g).to(dev)
+        return x, torch.rand(b, generator=g).to(dev), (torch.arange(b) % 10).to(dev)
+
+    x, t, y = inputs(batch)
+    out: dict = {"model": type(model).__name__, "params": sum(p.numel() for p in model.parameters()),
+                 "batch": batch}
+    steps = ["batching", "modes", "threads", "bf16", "channels_last", "guidance", "compile"]
+    bar = _progress(total=len(steps), desc="levers") if progress else None
+
+    def tick():
+        if bar is not None:
+            bar.update(1)
+
+    rows = []
+    for b in batches:
+        xb, tb, yb = inputs(b)
+        tm = time_fn(lambda: model(xb, tb, yb), repeats=repeats, warmup=2, device=dev)
+        rows.append({"batch": b, "timing": tm, "ms_per_image": tm["median_ms"] / b})
+    out["batching"] = rows
+    tick()
+
+    grad_model = copy.deepcopy(model)
+    for p in grad_model.parameters():
+        p.requires_grad_(True)
+    out["modes"] = {"inference_mode": time_fn(lambda: model(x, t, y), repeats, 2, dev, "inference"),
+                    "no_grad": time_fn(lambda: model(x, t, y), repeats, 2, dev, "no_grad"),
+                    "grad (graph recorded)": time_fn(lambda: grad_model(x, t, y), repeats, 2, dev, "grad")}
+    tick()
+
+    if dev.type == "cpu":
+        before = torch.get_num_threads()
+        res = {}
+        try:
+            for n_thr in sorted({1, min(2, os.cpu_count() or 1)}):
+                torch.set_num_threads(n_thr)
+                res[n_thr] = time_fn(lambda: model(x, t, y), repeats, 2, dev)
+        finally:
+            torch.set_num_threads(before)
+        out["threads"] = res
+    else:
+        out["threads"] = "not measured on an accelerator"
+    tick()
+
+    ref = time_fn(lambda: model(x, t, y), repeats, 2, dev)
+    ac = lambda: torch.autocast(dev.type, dtype=torch.bfloat16)  # noqa: E731
+    with ac():
+        tb16 = time_fn(lambda: model(x, t, y), repeats, 2, dev)
+    with torch.inference_mode():
+        y32 = model(x, t, y).float()
+        with ac():
+            y16 = model(x, t, y)
+            lin_dtype = torch.nn.functional.linear(x.flatten(1), torch.ones(3, 64, device=dev)).dtype
+    eps = torch.finfo(torch.bfloat16).eps
+    one_plus = (torch.tensor(1.0) + 2 ** -9).to(torch.bfloat16).item()
+    out["bf16"] = {"float32": ref, "bf16_autocast": tb16, "speedup": ref["median_ms"] / tb16["median_ms"],
+                   "output_dtype": str(y16.dtype), "linear_dtype_under_autocast": str(lin_dtype),
+                   "max_rel_diff": float((y16.float() - y32).abs().max() / y32.abs().max()),
+                   "bf16_eps": eps, "one_plus_2^-9_in_bf16": one_plus}
+    tick()
+
+    cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    xc = x.contiguous(memory_format=torch.channels_last)
+    out["channels_last"] = {"contiguous": time_fn(lambda: model(x, t, y), repeats, 2, dev),
+                            "channels_last": time_fn(lambda: cl(xc, t, y), repeats, 2, dev)}
+    out["channels_last"]["speedup"] = (out["channels_last"]["contiguous"]["median_ms"]
+                                       / out["channels_last"]["channels_last"]["median_ms"])
+    tick()
+
+    gres = {}
+    for b in (1, batch):
+        xb, tb, yb = inputs(b)
+        null = torch.full_like(yb, model.null_class)
+
+        def two_calls():
+            return guided(model(xb, tb, yb), model(xb, tb, null), 3.0)
+
+        def one_call():
+            c, u = model(torch.cat([xb, xb]), torch.cat([tb, tb]), torch.cat([yb, null])).chunk(2)
+            return guided(c, u, 3.0)
+
+        with torch.inference_mode():
+            diff = float((two_calls() - one_call()).abs().max())
+        t2, t1 = time_fn(two_calls, repeats, 2, dev), time_fn(one_call, repeats, 2, dev)
+        gres[b] = {"two_calls": t2, "one_batched_call": t1, "speedup": t2["median_ms"] / t1["median_ms"],
+                   "max_abs_diff": diff}
+    out["guidance"] = gres
+    tick()
+
+    # torch.compile goes last: on CPU its generated kernels bring their own OpenMP threads, which
+    # then compete with eager PyTorch's in this process (eager calls measured 10× slower after it)
+    if compile:
+        eager_before = time_fn(lambda: model(x, t, y), repeats, 2, dev)
+        try:
+            cm = torch.compile(copy.deepcopy(model))
+            with torch.inference_mode():
+                t0 = time.perf_counter()
+                cm(x, t, y)
+                _sync(dev)
+                first = 1000 * (time.perf_counter() - t0)
+                same = float((cm(x, t, y) - model(x, t, y)).abs().max())
+            out["compile"] = {"compile_and_first_call_ms": first, "eager": eager_before,
+                              "steady": time_fn(lambda: cm(x, t, y), repeats, 2, dev),
+                              "max_abs_diff_vs_eager": same}
+            out["compile"]["speedup"] = out["compile"]["eager"]["median_ms"] / out["compile"]["steady"]["median_ms"]
+        except Exception as e:  # noqa: BLE001 - a missing compiler must not stop the bench
+            out["compile"] = {"skipped": f"torch.compile failed here: {type(e).__name__}: {str(e).splitlines()[0][:200]}"}
+    else:
+        out["compile"] = {"skipped": "not requested (--no-compile)"}
+    tick()
+
+    if bar is not None:
+        bar.close()
+    return out
+
+
+# ============================================================================ published claims
+PUBLISHED = [
+    {"lever": "DDIM", "paper": "Song, Meng & Ermon, Denoising Diffusion Implicit Models (ICLR 2021)",
+     "claim": "10× to 50× faster sampling than DDPM (wall clock) at comparable quality",
+     "ours_key": "ddim"},
+    {"lever": "Rectified flow / reflow",
+     "paper": "Liu, Gong & Liu, Flow Straight and Fast (ICLR 2023)",
+     "claim": "reflow straightens trajectories so that one Euler step gives reasonable samples (exact figures: see paper)",
+     "ours_key": "reflow"},
+    {"lever": "Progressive / consistency distillation",
+     "paper": "Salimans & Ho, Progressive Distillation (ICLR 2022); Song et al., Consistency Models (ICML 2023)",
+     "claim": "halving the steps repeatedly down to 4 steps (Salimans & Ho); one- and few-step sampling (Song et al.); FIDs: see papers",
+     "ours_key": "distill"},
+    {"lever": "MaskGIT parallel decoding", "paper": "Chang et al., MaskGIT (CVPR 2022)",
+     "claim": "8 to 16 parallel steps instead of 256 sequential ones for a 16×16 token grid (they report up to 64× faster decoding; see paper)",
+     "ours_key": "maskgit"},
+    {"lever": "KV cache", "paper": "standard in transformer decoding; cost analysis in Pope et al., Efficiently Scaling Transformer Inference (MLSys 2023)",
+     "claim": "removes recomputation of the prefix: attention work O(T²d) instead of O(T³d), projections O(Td²) instead of O(T²d²)",
+     "ours_key": "kv"},
+    {"lever": "Latent diffusion", "paper": "Rombach et al., High-Resolution Image Synthesis with Latent Diffusion Models (CVPR 2022)",
+     "claim": "downsampling factor f = 4 to 8 gives a good quality/efficiency balance; 256² pixels → 32² latents at f = 8",
+     "ours_key": "latent"},
+    {"lever": "Mixed precision", "paper": "Micikevicius et al., Mixed Precision Training (ICLR 2018)",
+     "claim": "fp16 compute with fp32 master weights and loss scaling matches fp32 accuracy with about half the memory; the speed-up comes from tensor cores (see paper)",
+     "ours_key": "bf16"},
+]
+
+
+def published_rows(result: dict) -> list[dict]:
+    """``PUBLISHED`` with our figure (or the reason the laptop cannot show it) from a bench result."""
+    d = {r["name"]: r for r in result.get("digits", {}).get("rows", [])}
+    ours = {}
+    ddpm = next((r for r in d.values() if r["name"].startswith("DDPM")), None)
+    ddims = [r for r in d.values() if r["name"].startswith("DDIM")]
+    if ddpm and ddims:
+        ok = [r for r in ddims if r["fid"] <= 1.5 * ddpm["fid"]]
+        best = min(ok, key=lambda r: r["nfe"]) if ok else None
+        ours["ddim"] = (f"DDIM {best['nfe']} steps: {ddpm['nfe'] / best['nfe']:.0f}× fewer NFE, "
+                        f"{ddpm['ms_per_image'] / best['ms_per_image']:.0f}× less time, FID {best['fid']:.3f} "
+                        f"vs DDPM's {ddpm['fid']:.3f}") if best else "no DDIM row within 1.5× of DDPM's FID"
+    f1, r1 = d.get("flow Euler 1"), d.get("reflow Euler 1")
+    if f1 and r1:
+        ours["reflow"] = f"1 Euler step: FID {f1['fid']:.2f} before reflow, {r1['fid']:.2f} after"
+    f32 = d.get("flow Euler 32")
+    if r1 and f32:
+        ours["distill"] = (f"no distilled student here; reflow 1 NFE vs flow 32 NFE: "
+                           f"{f32['ms_per_image'] / r1['ms_per_image']:.0f}× faster, FID {r1['fid']:.2f} vs {f32['fid']:.2f}")
+    tok = result.get("tokens", {})
+    b1 = {r["method"]: r for r in tok.get("decoding", []) if r["batch"] == 1}
+    if b1.get("AR, KV cache") and b1.get("MaskGIT 8 steps"):
+        ours["maskgit"] = (f"64 tokens, batch 1: 8 steps vs 64 sequential; MaskGIT 8 "
+                           f"{b1['AR, KV cache']['timing']['median_ms'] / b1['MaskGIT 8 steps']['timing']['median_ms']:.1f}× "
+                           f"faster than cached AR; crossover at batch {tok.get('crossover', {}).get('first_batch_faster')}")
+    kv = {r["tokens"]: r for r in tok.get("kv_cache", [])}
+    if kv:
+        ours["kv"] = ", ".join(f"{L} tokens: {r['speedup']:.1f}×" for L, r in sorted(kv.items())) + \
+            f" at batch {next(iter(kv.values()))['batch']}, tokens identical"
+    ours["latent"] = ("not shown on 8×8 digits: no autoencoder is worth it at 64 pixels; chapter 09's "
+                      "latent-vs-pixel section measures it on shapes")
+    bf = result.get("levers", {}).get("bf16")
+    if bf:
+        ours["bf16"] = (f"CPU bf16 autocast {bf['speedup']:.2f}× of float32 time (no tensor cores; "
+                        f"relative output error {bf['max_rel_diff']:.1e}); the claim is about GPUs")
+    return [{**p, "ours": ours.get(p["ours_key"], "not measured in this run")} for p in PUBLISHED]
+
+
+# ============================================================================ the bench
+def run_speed(quick: bool = False, device="cpu", command: str = "genlib bench speed", compile: bool = True,
+              progress: bool = True) -> dict:
+    """Every measurement of ``genlib bench speed``: digits rows, token decoding, levers, published
+    claims. ``quick``: fewer rows, fewer samples and repeats (a few minutes on two cores)."""
+    from genlib.diffusion import real_vs_real_fid
+
+    dev = torch.device(device)
+    t0 = time.perf_counter()
+    res: dict = {"schema": SCHEMA, "command": command, "quick": quick, "device": str(dev),
+                 "machine": machine_card(dev)}
+    # --- one pass vs iterative on digits
+    n, batch = (300, 100) if quick else (1000, 250)
+    models = load_digits_models(dev, vae=True, vae_steps=1000 if quick else 2000)
+    rows = digits_rows(models, QUICK_DIGITS_ROWS if quick else DIGITS_ROWS, n=n, batch=batch, device=dev,
+                       progress=progress)
+    res["digits"] = {"n": n, "batch": batch, "real_fid": real_vs_real_fid(n), "rows": rows,
+                     "vae": "chapter 05's MLPVAE (class-conditional, 16-d latent, Bernoulli likelihood on grey "
+                            f"digits), trained here for {1000 if quick else 2000} steps, seed 0; samples are the "
+                            "decoder's mean"}
+    # per-evaluation cost of the TinyUNet at this batch, from the flow rows: the cost model's check
+    fl = [r for r in rows if r["family"] == "flow"]
+    if len(fl) >= 2:
+        a, b = fl[0], fl[-1]
+        per_eval = (b["ms_per_image"] - a["ms_per_image"]) / (b["nfe"] - a["nfe"])
+        res["digits"]["cost_model"] = {"ms_per_eval_per_image": per_eval,
+                                       "fixed_ms_per_image": a["ms_per_image"] - per_eval * a["nfe"],
+                                       "fitted_on": [a["name"], b["name"]],
+                                       "predicted_vs_measured": {r["name"]: [cost_model(r["nfe"], per_eval),
+                                                                             r["ms_per_image"]] for r in rows
+                                                                 if r["family"] in ("flow", "reflow", "diffusion")}}
+    # --- tokens
+    tm = token_models(dev)
+    res["tokens"] = {
+        "kv_cache": kv_cache_rows(tm, (16, 64, 256), batch=16, repeats=2 if quick else 3, device=dev,
+                                  progress=progress),
+        "decoding": decoding_rows(tm, (1, 16, 256) if quick else (1, 16, 64, 256), repeats=2 if quick else 3,
+                                  device=dev, no_cache_max_batch=16 if quick else 256, progress=progress),
+        "quality": token_quality(tm, n=100 if quick else 300, device=dev),
+        "note": "16- and 256-token GPTs have the 64-token model's architecture with random weights "
+                "(timing only); quality is measured for the shipped 64-token models",
+    }
+    res["tokens"]["crossover"] = crossover(res["tokens"]["decoding"])
+    res["tokens"]["crossover_maskgit4"] = crossover(res["tokens"]["decoding"], other="MaskGIT 4 steps")
+    # --- levers
+    res["levers"] = lever_rows(models["flow"], dev, batch=256, repeats=5 if quick else 9, compile=compile,
+                               batches=(1, 16, 256) if quick else (1, 4, 16, 64, 256, 1024), progress=progress)
+    res["published"] = published_rows(res)
+    res["wall_seconds"] = time.perf_counter() - t0
+    validate_result(res)
+    return res
+
+
+RESULT_KEYS = {
+    "": ("schema", "command", "quick", "device", "machine", "digits", "tokens", "levers", "published",
+         "wall_seconds"),
+    "digits": ("n", "batch", "real_fid", "rows", "vae"),
+    "digits.row": ("name", "family", "nfe", "n", "batch", "ms_per_image", "ms_per_image_q1", "ms_per_image_q3",
+                   "chunk_ms", "fid", "real_fid", "accuracy"),
+    "tokens": ("kv_cache", "decoding", "quality", "crossover", "note"),
+    "tokens.kv": ("tokens", "batch", "trained", "identical", "no_cache", "cache", "speedup"),
+    "tokens.decoding": ("method", "batch", "sequential", "timing", "ms_per_image"),
+    "timing": ("median_ms", "q1_ms", "q3_ms", "min_ms", "max_ms", "runs_ms", "repeats"),
+    "levers": ("batching", "modes", "threads", "bf16", "compile", "channels_last", "guidance"),
+}
+
+
+def validate_result(res: dict) -> None:
+    """Raise AssertionError unless ``res`` has the keys the current code writes (``RESULT_KEYS``)."""
+    def has(d, key, where):
+        missing = [k for k in RESULT_KEYS[key] if k not in d]
+        assert not missing, f"bench_speed result: {where} lacks {missing} (schema {SCHEMA})"
+
+    assert res.get("schema") == SCHEMA, f"schema {res.get('schema')!r} is not {SCHEMA!r}"
+    has(res, "", "the top level")
+    has(res["digits"], "digits", "digits")
+    for r in res["digits"]["rows"]:
+        has(r, "digits.row", f"digits row {r.get('name')}")
+    has(res["tokens"], "tokens", "tokens")
+    for r in res["tokens"]["kv_cache"]:
+        has(r, "tokens.kv", "a KV-cache row")
+        has(r["cache"], "timing", "a KV-cache timing")
+    for r in res["tokens"]["decoding"]:
+        has(r, "tokens.decoding", "a decoding row")
+        has(r["timing"], "timing", "a decoding timing")
+    has(res["levers"], "levers", "levers")
+
+
+# ============================================================================ markdown
+def _ms(x: float) -> str:
+    return f"{x:.3g}" if x < 100 else f"{x:,.0f}"
+
+
+def _iqr(t: dict) -> str:
+    return f"{_ms(t['median_ms'])} ({_ms(t['q1_ms'])}–{_ms(t['q3_ms'])})"
+
+
+def markdown_speed(res: dict) -> str:
+    """The README section: digits rows, token decoding, levers, published claims."""
+    m = res["machine"]
+    lines = [f"Produced by `{res['command']}` on {m.get('cpu_model') or m['machine']} ({m['cpu_count']} cores, "
+             f"{m['threads']} threads, torch {m['torch']}, device {res['device']}), "
+             f"{res['wall_seconds'] / 60:.1f} min. Times are medians of repeated runs in one process "
+             "(interquartile range in brackets); compare rows as ratios, not as absolute times.", ""]
+    d = res["digits"]
+    lines += [f"**One pass vs iterative on 8×8 digits** (n = {d['n']} samples per row, timed in chunks of "
+              f"{d['batch']}; digits-FID vs the 297 held-out test digits; real vs real at this n: "
+              f"{d['real_fid']:.3f}):", "",
+              "| sampler | NFE | ms / image | digits-FID | class accuracy |", "|---|---|---|---|---|"]
+    for r in d["rows"]:
+        acc = f"{100 * r['accuracy']:.1f}%" if r["accuracy"] is not None else "— (unconditional)"
+        lines.append(f"| {r['name']} | {r['nfe']} | {_ms(r['ms_per_image'])} "
+                     f"({_ms(r['ms_per_image_q1'])}–{_ms(r['ms_per_image_q3'])}) | {r['fid']:.3f} | {acc} |")
+    lines += ["", f"VAE: {d['vae']}."]
+    if "cost_model" in d:
+        c = d["cost_model"]
+        lines += [f"Cost model fitted on {c['fitted_on'][0]} and {c['fitted_on'][1]}: "
+                  f"{c['ms_per_eval_per_image']:.3f} ms per network evaluation per image + "
+                  f"{c['fixed_ms_per_image']:.3f} ms fixed."]
+    tok = res["tokens"]
+    lines += ["", "**Decoding 64 image tokens** (chapter 08's shipped models; ms per batch, median and IQR):", "",
+              "| method | sequential calls | " + " | ".join(f"batch {b}" for b in sorted({r['batch'] for r in tok['decoding']})) + " |",
+              "|---|---|" + "---|" * len({r['batch'] for r in tok['decoding']})]
+    bs = sorted({r["batch"] for r in tok["decoding"]})
+    for meth in dict.fromkeys(r["method"] for r in tok["decoding"]):
+        cells = []
+        for b in bs:
+            r = [x for x in tok["decoding"] if x["method"] == meth and x["batch"] == b]
+            cells.append(_iqr(r[0]["timing"]) if r else "not run")
+        seq = next(x["sequential"] for x in tok["decoding"] if x["method"] == meth)
+        lines.append(f"| {meth} | {seq} | " + " | ".join(cells) + " |")
+    cx = tok["crossover"]
+    lines += ["", f"Crossover: the cached AR model is faster than MaskGIT 8 steps from batch "
+              f"{cx['first_batch_faster']} on (MaskGIT/AR time: "
+              + ", ".join(f"batch {b}: {r:.2f}" for b, r in cx["ratio_other_over_fast"].items()) + ")."]
+    q = tok["quality"]
+    lines += ["Attribute accuracy (all three right, shipped classifier): "
+              + ", ".join(f"{k} {100 * v['all']:.1f}%" for k, v in q.items()) + "."]
+    lines += ["", "KV cache by sequence length (batch 16; 16 and 256 tokens: same architecture, random weights):", "",
+              "| tokens | no cache (ms) | KV cache (ms) | speed-up | tokens identical |", "|---|---|---|---|---|"]
+    for r in tok["kv_cache"]:
+        lines.append(f"| {r['tokens']}{'' if r['trained'] else ' (random weights)'} | {_iqr(r['no_cache'])} | "
+                     f"{_iqr(r['cache'])} | {r['speedup']:.1f}× | {'yes' if r['identical'] else 'NO'} |")
+    lv = res["levers"]
+    lines += ["", f"**Engineering levers** on one evaluation of the TinyUNet ({lv['params']:,} parameters, "
+              f"batch {lv['batch']}):", "", "| lever | result |", "|---|---|"]
+    bt = lv["batching"]
+    lines.append("| batching (ms / image) | " + ", ".join(f"batch {r['batch']}: {r['ms_per_image']:.4f}" for r in bt) + " |")
+    md = lv["modes"]
+    lines.append("| inference_mode / no_grad / grad on (ms) | " + " / ".join(_ms(v["median_ms"]) for v in md.values()) + " |")
+    if isinstance(lv["threads"], dict):
+        lines.append("| threads (ms) | " + ", ".join(f"{k}: {_ms(v['median_ms'])}" for k, v in lv["threads"].items()) + " |")
+    bf = lv["bf16"]
+    lines.append(f"| bf16 autocast vs float32 | {bf['speedup']:.2f}× speed (float32 {_ms(bf['float32']['median_ms'])} ms, "
+                 f"bf16 {_ms(bf['bf16_autocast']['median_ms'])} ms); max relative output difference "
+                 f"{bf['max_rel_diff']:.1e}; bf16 eps {bf['bf16_eps']:g} |")
+    cp = lv["compile"]
+    if "skipped" in cp:
+        lines.append(f"| torch.compile | skipped: {cp['skipped']} |")
+    else:
+        lines.append(f"| torch.compile | {cp['speedup']:.2f}× steady state ({_ms(cp['steady']['median_ms'])} vs "
+                     f"{_ms(cp['eager']['median_ms'])} ms); compile + first call {cp['compile_and_first_call_ms'] / 1000:.1f} s |")
+    cl = lv["channels_last"]
+    lines.append(f"| channels_last | {cl['speedup']:.2f}× ({_ms(cl['channels_last']['median_ms'])} vs "
+                 f"{_ms(cl['contiguous']['median_ms'])} ms) |")
+    gd = lv["guidance"]
+    lines.append("| guidance: two calls vs one batched call | " + ", ".join(
+        f"batch {b}: {v['speedup']:.2f}×" for b, v in gd.items()) + " |")
+    lines += ["", "**Published claims beside ours:**", "", "| lever | paper | published claim | ours |", "|---|---|---|---|"]
+    for p in res["published"]:
+        lines.append(f"| {p['lever']} | {p['paper']} | {p['claim']} | {p['ours']} |")
+    return "\n".join(lines) + "\n"
+
+
+def save(res: dict, folder: Path, plot: bool = True) -> Path:
+    """Write ``bench_speed.json``, ``.md`` and (with ``plot``) ``.png`` into ``folder``."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / "bench_speed"
+    stem.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
+    stem.with_suffix(".md").write_text(markdown_speed(res), encoding="utf-8")
+    if plot:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        ax = plot_pareto(res["digits"]["rows"])
+        ax.figure.tight_layout()
+        ax.figure.savefig(stem.with_suffix(".png"), dpi=110)
+        plt.close(ax.figure)
+    return stem
