@@ -6,6 +6,174 @@ import torch  # noqa: F401
 
 
 # ===== BEGIN ch10 section C: inpainting + masked metrics (helper C) =====
+from genlib.diffusion import Schedule, ddpm_step, q_sample  # noqa: E402
+from genlib.inpaint import masked_psnr_ssim, repaint_step, ssim_map  # noqa: E402
+from genlib.metrics import ssim as _metrics_ssim  # noqa: E402
+
+RK = "inpaint.replace_known"
+
+
+def _ab_prev(t, betas):
+    ab = Schedule(betas).alpha_bar
+    return torch.where(t > 0, ab[(t - 1).clamp(min=0)], torch.ones_like(ab[t]))
+
+
+def _rk(x_t, eps, x0, mask, t, betas, zm, zk, known=None, unknown=None, combine=None):
+    s = Schedule(betas)
+    unk = ddpm_step(x_t, eps, t, s, zm) if unknown is None else unknown(x_t, eps, x0, mask, t, betas, zm, zk)
+    kn = q_sample(x0, _ab_prev(t, betas), zk) if known is None else known(x_t, eps, x0, mask, t, betas, zm, zk)
+    if combine is not None:
+        return combine(unk, kn, mask)
+    return mask * unk + (1 - mask) * kn
+
+
+def test_replace_known_accepted(accepts):
+    accepts(RK, repaint_step)
+    accepts(RK, lambda *a: torch.where(a[3].bool(), *(_rk(*a, combine=lambda u, k, m: (u, k))[i] for i in (0, 1))))
+
+    def with_index(x_t, eps, x0, mask, t, betas, zm, zk):   # ᾱ_{−1} = 1 by prepending a 1
+        ab = torch.cat([torch.ones(1), torch.cumprod(1 - betas, 0)])[t]
+        a = ab.view(-1, 1, 1, 1)
+        return mask * ddpm_step(x_t, eps, t, Schedule(betas), zm) + (1 - mask) * (a.sqrt() * x0 + (1 - a).sqrt() * zk)
+    accepts(RK, with_index)
+
+
+def _wrapped(x_t, eps, x0, mask, t, betas, zm, zk):
+    ab = Schedule(betas).alpha_bar[t - 1].view(-1, 1, 1, 1)     # t = 0 reads ᾱ[−1]
+    return ab.sqrt() * x0 + (1 - ab).sqrt() * zk
+
+
+def _first_channel(x_t, eps, x0, mask, t, betas, zm, zk):
+    out = q_sample(x0, _ab_prev(t, betas), zk)
+    unk = ddpm_step(x_t, eps, t, Schedule(betas), zm)
+    out[:, 0] = torch.where(mask[:, 0].bool(), unk[:, 0], out[:, 0])
+    return out
+
+
+def _flattened(x_t, eps, x0, mask, t, betas, zm, zk):
+    n = len(x_t)
+    m = mask.reshape(n, -1)
+    unk = ddpm_step(x_t, eps, t, Schedule(betas), zm).reshape(n, -1)
+    kn = q_sample(x0, _ab_prev(t, betas), zk).reshape(n, -1)
+    return (m * unk + (1 - m) * kn).view_as(x_t)
+
+
+def _in_place(x_t, eps, x0, mask, t, betas, zm, zk):
+    kn = q_sample(x0, _ab_prev(t, betas), zk)
+    x_t.mul_(1.0)
+    x_t[(1 - mask).expand_as(x_t).bool()] = 0.0                # overwrites the caller's x_t
+    return mask * ddpm_step(x_t, eps, t, Schedule(betas), zm) + (1 - mask) * kn
+
+
+def _first_t(x_t, eps, x0, mask, t, betas, zm, zk):
+    t0 = t[0].expand_as(t)
+    return _rk(x_t, eps, x0, mask, t0, betas, zm, zk)
+
+
+RK_GALLERY = [
+    ("known pixels pasted clean", lambda *a: _rk(*a, known=lambda x_t, eps, x0, *r: x0),
+     "the known pixels are the ground truth re-noised to t − 1", "pasted the known pixels clean"),
+    ("mask inverted", lambda *a: _rk(*a, combine=lambda u, k, m: (1 - m) * u + m * k),
+     "the hole gets the model's DDPM step", "inverted"),
+    ("re-noised to time t, not t - 1",
+     lambda *a: _rk(*a, known=lambda x_t, eps, x0, mask, t, betas, zm, zk:
+                    q_sample(x0, Schedule(betas).alpha_bar[t], zk)),
+     "the known pixels are the ground truth re-noised to t − 1", "time t"),
+    ("model's noise re-used for the known pixels",
+     lambda *a: _rk(*a, known=lambda x_t, eps, x0, mask, t, betas, zm, zk: q_sample(x0, _ab_prev(t, betas), zm)),
+     "the known pixels are the ground truth re-noised to t − 1", "re-used the model's noise"),
+    ("mask flattened, not broadcast over channels", _flattened,
+     "one image per input, mask broadcast over the channels", "broadcast"),
+    ("mask applied to the first channel only", _first_channel,
+     "one image per input, mask broadcast over the channels", "first channel"),
+    ("alpha_bar[t - 1] wraps at t = 0", lambda *a: _rk(*a, known=_wrapped),
+     "at t = 0 the known pixels come back exactly", "wraps"),
+    ("writes into x_t", _in_place, "one image per input, mask broadcast over the channels", "in place"),
+    ("one t for the whole batch", _first_t, "one time step per image", "different t per image"),
+]
+
+
+@pytest.mark.parametrize("label,fn,case,fragment", RK_GALLERY, ids=[g[0] for g in RK_GALLERY])
+def test_replace_known_gallery_rejected(rejects, label, fn, case, fragment):
+    rejects(RK, fn, case, fragment)
+
+
+# ----------------------------------------------------------------------------- masked PSNR / SSIM
+MS = "inpaint.masked_psnr_ssim"
+
+
+def _mse(x, y, m):
+    m = m.double().expand_as(x)
+    return (m * (x.double() - y.double()) ** 2).flatten(1).sum(1) / m.flatten(1).sum(1)
+
+
+def _ssim_hole(x, y, m, L):
+    m = m.double().expand_as(x)
+    return (m * ssim_map(x, y, L)).flatten(1).sum(1) / m.flatten(1).sum(1)
+
+
+def test_masked_psnr_ssim_accepted(accepts):
+    accepts(MS, masked_psnr_ssim)
+    accepts(MS, lambda x, y, m, L: (20 * torch.log10(L / _mse(x, y, m).sqrt()), _ssim_hole(x, y, m, L)))
+
+    def by_indexing(x, y, m, L):                        # one image at a time, boolean indexing
+        ps, ss = [], []
+        smap = ssim_map(x, y, L)
+        for i in range(len(x)):
+            sel = m[i].expand_as(x[i]).bool()
+            mse = ((x[i] - y[i]).double()[sel] ** 2).mean()
+            ps.append(10 * torch.log10(L ** 2 / mse))
+            ss.append(smap[i][sel].mean())
+        return torch.stack(ps), torch.stack(ss)
+    accepts(MS, by_indexing)
+
+
+def _ps(mse, L):
+    return 10 * torch.log10(L ** 2 / mse)
+
+
+MS_GALLERY = [
+    ("mean over all pixels", lambda x, y, m, L: (_ps(((x - y).double() ** 2).flatten(1).mean(1), L),
+                                                 _ssim_hole(x, y, m, L)),
+     "PSNR on the hole, one value per image", "every pixel"),
+    ("mask inverted", lambda x, y, m, L: (_ps(_mse(x, y, 1 - m), L), _ssim_hole(x, y, 1 - m, L)),
+     "PSNR on the hole, one value per image", "inverted"),
+    ("sum instead of mean", lambda x, y, m, L: (_ps((m * (x - y).double() ** 2).flatten(1).sum(1), L),
+                                                _ssim_hole(x, y, m, L)),
+     "PSNR on the hole, one value per image", "summed"),
+    ("data_range fixed at 1", lambda x, y, m, L: (_ps(_mse(x, y, m), 1.0), _ssim_hole(x, y, m, L)),
+     "PSNR on the hole, one value per image", "data_range"),
+    ("data_range from the observed values",
+     lambda x, y, m, L: (_ps(_mse(x, y, m), (torch.maximum(x.flatten(1).amax(1), y.flatten(1).amax(1))
+                                            - torch.minimum(x.flatten(1).amin(1), y.flatten(1).amin(1))).double()),
+                         _ssim_hole(x, y, m, L)),
+     "PSNR on the hole, one value per image", "observed"),
+    ("log of the batch-mean MSE", lambda x, y, m, L: (_ps(_mse(x, y, m).mean(), L).expand(len(x)),
+                                                      _ssim_hole(x, y, m, L)),
+     "PSNR on the hole, one value per image", "per image"),
+    ("channels not counted", lambda x, y, m, L: (_ps((m * (x - y).double() ** 2).flatten(1).sum(1)
+                                                     / m.double().flatten(1).sum(1), L), _ssim_hole(x, y, m, L)),
+     "PSNR with colour images and another data_range", "channels"),
+    ("SSIM over the whole image", lambda x, y, m, L: (_ps(_mse(x, y, m), L), ssim_map(x, y, L).flatten(1).mean(1)),
+     "SSIM is the mean of ssim_map over the hole", "whole image"),
+    ("SSIM summed over the hole", lambda x, y, m, L: (_ps(_mse(x, y, m), L),
+                                                      (m.double() * ssim_map(x, y, L)).flatten(1).sum(1)),
+     "SSIM is the mean of ssim_map over the hole", "summed"),
+]
+
+
+@pytest.mark.parametrize("label,fn,case,fragment", MS_GALLERY, ids=[g[0] for g in MS_GALLERY])
+def test_masked_psnr_ssim_gallery_rejected(rejects, label, fn, case, fragment):
+    rejects(MS, fn, case, fragment)
+
+
+def test_ssim_map_matches_metrics_ssim_away_from_the_border():
+    g = torch.Generator().manual_seed(0)
+    y = torch.rand(3, 2, 20, 20, generator=g) * 2 - 1
+    x = (y + 0.3 * torch.randn(3, 2, 20, 20, generator=g)).clamp(-1, 1)
+    inner = ssim_map(x, y, 2.0)[..., 3:-3, 3:-3].mean(dim=(1, 2, 3))
+    assert torch.allclose(inner, _metrics_ssim(x, y, 2.0, win_size=7).double(), atol=1e-10)
+    assert torch.allclose(ssim_map(y, y, 2.0), torch.ones(3, 2, 20, 20, dtype=torch.float64))
 # ===== END ch10 section C =====
 
 # ===== BEGIN ch10 section D: super-resolution + style (helper D) =====

@@ -21,6 +21,312 @@ def _close(a, b, tol: float = 1e-4) -> bool:
 
 
 # ===== BEGIN ch10 section C: inpainting + masked metrics (helper C) =====
+from genlib.inpaint import masked_psnr_ssim, repaint_step, ssim_map  # noqa: E402
+
+
+def _col(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(N,) → (N, 1, ..., 1) so that it multiplies one number per sample of ``like``."""
+    return v.view(-1, *([1] * (like.dim() - 1)))
+
+
+def _untouched(fn, args, what):
+    """Call fn on clones and fail when it wrote into any of its tensor arguments."""
+    before = [a.clone() if torch.is_tensor(a) else a for a in args]
+    out = fn(*args)
+    for name, a, b in zip(what, args, before):
+        if torch.is_tensor(a) and not torch.equal(a, b):
+            raise CheckFailure(f"your function changed its input {name} in place (an in-place op such as "
+                               f"+=, .mul_() or a slice assignment on it): the caller still needs {name}. "
+                               "Build a new tensor instead (torch.where, or mask * a + (1 - mask) * b)")
+    return out
+
+
+# ---------------------------------------------------------------------------- inpaint.replace_known
+def _rp_setup(n=6, c=3, hw=6, t=None, seed=0):
+    """A small, fully random RePaint step: images (n, c, hw, hw), a random 0/1 mask (n, 1, hw, hw)."""
+    g = _gen(seed)
+    T = 20
+    betas = torch.linspace(0.02, 0.3, T)
+    x_t, eps, x_known, z_model, z_known = (torch.randn(n, c, hw, hw, generator=g) for _ in range(5))
+    mask = (torch.rand(n, 1, hw, hw, generator=g) < 0.5).float()
+    mask[:, :, 0, 0], mask[:, :, 0, 1] = 1.0, 0.0            # every image has both kinds of pixel
+    if t is None:
+        t = torch.randint(1, T, (n,), generator=g)
+    return x_t, eps, x_known, mask, t, betas, z_model, z_known
+
+
+def _rp_parts(x_t, eps, x_known, mask, t, betas, z_model, z_known):
+    """The two halves of a RePaint step written out: the model's ancestral step and the known pixels
+    re-noised to t − 1 (plus the wrong variants, to name them)."""
+    alphas = 1 - betas
+    ab = torch.cumprod(alphas.double(), 0).float()
+    ab_t = ab[t]
+    ab_prev = torch.where(t > 0, ab[(t - 1).clamp(min=0)], torch.ones_like(ab_t))
+    x0 = (x_t - _col((1 - ab_t).sqrt(), x_t) * eps) / _col(ab_t.sqrt(), x_t)
+    mean = (_col(ab_prev.sqrt() * betas[t] / (1 - ab_t), x_t) * x0
+            + _col(alphas[t].sqrt() * (1 - ab_prev) / (1 - ab_t), x_t) * x_t)
+    var = _col(betas[t] * (1 - ab_prev) / (1 - ab_t), x_t)
+    model = mean + var.sqrt() * z_model
+    noised = {
+        "right": _col(ab_prev.sqrt(), x_t) * x_known + _col((1 - ab_prev).sqrt(), x_t) * z_known,
+        "clean": x_known,
+        "time t": _col(ab_t.sqrt(), x_t) * x_known + _col((1 - ab_t).sqrt(), x_t) * z_known,
+        "model noise": _col(ab_prev.sqrt(), x_t) * x_known + _col((1 - ab_prev).sqrt(), x_t) * z_model,
+        "wrapped": _col(ab[t - 1].sqrt(), x_t) * x_known + _col((1 - ab[t - 1]).sqrt(), x_t) * z_known,
+    }
+    return model, noised
+
+
+def _rp_call(fn, args):
+    try:
+        return _untouched(fn, args, ("x_t", "eps", "x_known", "mask", "t", "betas", "z_model", "z_known"))
+    except RuntimeError as e:
+        if "size" in str(e) or "shape" in str(e) or "match" in str(e):
+            raise CheckFailure(f"shapes do not broadcast ({e}): the mask is (N, 1, H, W) and the images "
+                               "(N, C, H, W); multiply by the mask as it is (it broadcasts over the "
+                               "channels) instead of flattening or indexing it")
+        raise
+
+
+def _rp_diagnose(out, args, region):
+    """Name the mistake when the pixels of ``region`` (a 0/1 tensor like out) match a wrong formula."""
+    model, noised = _rp_parts(*args)
+    r = region.expand_as(out).bool()
+
+    def same(a):
+        return torch.allclose(out[r].double(), a[r].double(), rtol=1e-4, atol=1e-4)
+
+    mask = args[3].expand_as(out).bool()
+    if same(noised["right"]) and not torch.equal(r, ~mask):
+        raise CheckFailure("the mask is inverted: mask = 1 marks the HOLE, where the model's step goes; "
+                           "the known pixels (mask = 0) get the re-noised ground truth")
+    if same(model) and not torch.equal(r, mask):
+        raise CheckFailure("the mask is inverted: the model's step landed on the known pixels (mask = 0); "
+                           "mask = 1 marks the hole")
+    if same(noised["clean"]):
+        raise CheckFailure("you pasted the known pixels clean: at step t − 1 the rest of the image is "
+                           "still noisy, so the ground truth must be noised to the same time, "
+                           "q_sample(x_known, ᾱ_{t−1}, z_known), or the model sees a seam between a "
+                           "clean border and a noisy hole")
+    if same(noised["time t"]):
+        raise CheckFailure("the known pixels are noised to time t, the step you came FROM: x_{t−1} needs "
+                           "them at the new time t − 1, i.e. ᾱ_{t−1} (ᾱ_{−1} = 1 at t = 0)")
+    if same(noised["model noise"]):
+        raise CheckFailure("you re-used the model's noise z_model for the known pixels: the known part "
+                           "needs its own fresh draw z_known (the two noises must be independent)")
+    if same(noised["wrapped"]):
+        raise CheckFailure("at t = 0 you read ᾱ[t − 1] = ᾱ[−1], which Python wraps to the LAST (noisiest) "
+                           "step: ᾱ_{−1} must be 1, so the known pixels come back exactly at the end")
+
+
+def replace_known_reference(x_t, eps, x_known, mask, t, betas, z_model, z_known):
+    """The learner's exercise: ``genlib.inpaint.repaint_step``."""
+    return repaint_step(x_t, eps, x_known, mask, t, betas, z_model, z_known)
+
+
+rk_spec = register("inpaint.replace_known", replace_known_reference,
+                   "one RePaint step: model step in the hole, ground truth re-noised to t − 1 elsewhere")
+
+
+@rk_spec.case("one image per input, mask broadcast over the channels")
+def _(fn):
+    args = _rp_setup(c=3)
+    out = _rp_call(fn, args)
+    expect_tensor(out, args[0].shape, "x_{t−1}")
+    model, noised = _rp_parts(*args)
+    want = args[3] * model + (1 - args[3]) * noised["right"]
+    if _close(out, want):
+        return
+    if _close(out[:, :1], want[:, :1]) and not _close(out[:, 1:], want[:, 1:]):
+        raise CheckFailure("only the first channel is right: the mask (N, 1, H, W) must apply to every "
+                           "channel (let it broadcast: mask * a + (1 - mask) * b)")
+
+
+@rk_spec.case("the hole gets the model's DDPM step")
+def _(fn):
+    args = _rp_setup(c=1, seed=1)
+    out = _rp_call(fn, args)
+    expect_tensor(out, args[0].shape, "x_{t−1}")
+    model, _ = _rp_parts(*args)
+    hole = args[3].expand_as(out).bool()
+    if torch.allclose(out[hole], model[hole], rtol=1e-4, atol=1e-4):
+        return
+    _rp_diagnose(out, args, args[3])
+    raise CheckFailure("the hole (mask = 1) must hold the model's ancestral step "
+                       "ddpm_step(x_t, eps, t, Schedule(betas), z_model)")
+
+
+@rk_spec.case("the known pixels are the ground truth re-noised to t − 1")
+def _(fn):
+    args = _rp_setup(c=1, seed=2)
+    out = _rp_call(fn, args)
+    expect_tensor(out, args[0].shape, "x_{t−1}")
+    _, noised = _rp_parts(*args)
+    known = (1 - args[3]).expand_as(out).bool()
+    if torch.allclose(out[known], noised["right"][known], rtol=1e-4, atol=1e-4):
+        return
+    _rp_diagnose(out, args, 1 - args[3])
+    raise CheckFailure("outside the hole x_{t−1} must be q_sample(x_known, ᾱ_{t−1}, z_known) = "
+                       "√ᾱ_{t−1}·x_known + √(1 − ᾱ_{t−1})·z_known")
+
+
+@rk_spec.case("at t = 0 the known pixels come back exactly")
+def _(fn):
+    args = _rp_setup(c=1, seed=3, t=torch.zeros(6, dtype=torch.long))
+    out = _rp_call(fn, args)
+    expect_tensor(out, args[0].shape, "x_{t−1}")
+    known = (1 - args[3]).expand_as(out).bool()
+    if torch.allclose(out[known], args[2][known], rtol=1e-4, atol=1e-4):
+        return
+    _rp_diagnose(out, args, 1 - args[3])
+    raise CheckFailure("at the last step (t = 0) ᾱ_{−1} = 1: the known pixels must equal x_known")
+
+
+@rk_spec.case("one time step per image")
+def _(fn):
+    args = _rp_setup(c=1, seed=4, t=torch.tensor([1, 19, 5, 0, 12, 3]))
+    out = _rp_call(fn, args)
+    model, noised = _rp_parts(*args)
+    want = args[3] * model + (1 - args[3]) * noised["right"]
+    if not _close(out, want):
+        _rp_diagnose(out, args, 1 - args[3])
+        raise CheckFailure("with a different t per image the result differs from the reference: index "
+                           "ᾱ with the whole t tensor and reshape to (N, 1, 1, 1) (no .item(), no t[0])")
+
+
+# ---------------------------------------------------------------------------- inpaint.masked_psnr_ssim
+def masked_scores_reference(x, y, mask, data_range):
+    """The learner's exercise: ``genlib.inpaint.masked_psnr_ssim``."""
+    return masked_psnr_ssim(x, y, mask, data_range)
+
+
+ms_spec = register("inpaint.masked_psnr_ssim", masked_scores_reference,
+                   "PSNR and SSIM of each image on its hole only: (psnr (N,), ssim (N,))")
+
+
+def _ms_setup(c=1, seed=0, n=5, hw=8, scale=1.0):
+    g = _gen(seed)
+    y = (torch.rand(n, c, hw, hw, generator=g) * 2 - 1) * scale
+    x = (y + 0.3 * scale * torch.randn(n, c, hw, hw, generator=g)).clamp(-scale, scale)
+    mask = torch.zeros(n, 1, hw, hw)
+    for i in range(n):                                        # holes of different sizes per image
+        k = 2 + i % 4
+        mask[i, :, :k, : k + 1] = 1
+    x = torch.where(mask.expand_as(x).bool(), x, y + 0.05 * scale * torch.randn(x.shape, generator=g))
+    return x, y, mask
+
+
+def _ms_call(fn, x, y, mask, data_range):
+    out = _untouched(fn, (x, y, mask, data_range), ("x", "y", "mask", "data_range"))
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        raise CheckFailure("return a pair (psnr, ssim), each a tensor of shape (N,)")
+    p, s = out
+    expect_tensor(p, (len(x),), "psnr")
+    expect_tensor(s, (len(x),), "ssim")
+    return p.double(), s.double()
+
+
+def _ms_variants(x, y, mask, data_range):
+    """Known wrong PSNR formulas, to name the learner's mistake."""
+    m = mask.double().expand_as(x)
+    d2 = (x.double() - y.double()) ** 2
+    L2 = data_range ** 2
+
+    def ps(mse, l2=L2):
+        return 10 * torch.log10(l2 / mse)
+
+    cnt = m.flatten(1).sum(1)
+    mse = (m * d2).flatten(1).sum(1) / cnt
+    return {
+        "all pixels": ps(d2.flatten(1).mean(1)),
+        "inverted": ps(((1 - m) * d2).flatten(1).sum(1) / (1 - m).flatten(1).sum(1)),
+        "sum": ps((m * d2).flatten(1).sum(1)),
+        "hole share": ps((m * d2).flatten(1).mean(1)),
+        "range 1": ps(mse, 1.0),
+        "range 255": ps(mse, 255.0 ** 2),
+        "range observed": ps(mse, (torch.maximum(x.flatten(1).amax(1), y.flatten(1).amax(1))
+                                   - torch.minimum(x.flatten(1).amin(1), y.flatten(1).amin(1))).double() ** 2),
+        "batch": ps(mse.mean()).expand(len(x)),
+        "channels uncounted": ps((m * d2).flatten(1).sum(1) / mask.double().flatten(1).sum(1)),
+        "amplitude": 20 * torch.log10(data_range / mse),
+    }
+
+
+_MS_NAMES = {
+    "all pixels": "you averaged the error over every pixel: only the hole (mask = 1) counts; the known "
+                  "pixels are copied and would inflate the score",
+    "inverted": "the mask is inverted: mask = 1 marks the hole, the pixels that were filled in and must be scored",
+    "sum": "you summed the squared errors over the hole instead of averaging them: divide by the number "
+           "of hole pixels (times channels), or PSNR depends on the hole's size",
+    "hole share": "you divided the hole's squared error by ALL pixels (a mean over the whole image of "
+                  "mask·err²): divide by the number of hole entries instead",
+    "range 1": "data_range is wrong: use the argument (2 for images in [-1, 1]), not 1",
+    "range 255": "data_range is wrong: use the argument, not 255",
+    "range observed": "data_range is the span of the pixel scale (the argument), not the observed "
+                      "max − min of the images",
+    "batch": "you averaged the MSE over the whole batch before the log: PSNR is per image, "
+             "10·log10(L²/MSE_i) for each image i (the mean of the logs is not the log of the mean)",
+    "channels uncounted": "your count of hole pixels ignores the channels: a (N, 1, H, W) mask covers "
+                          "C entries per pixel of an (N, C, H, W) image; expand it (mask.expand_as(x)) "
+                          "before summing",
+    "amplitude": "PSNR is 10·log10(L²/MSE) = 20·log10(L/RMSE); 20·log10(L/MSE) mixes the two",
+}
+
+
+def _ms_psnr_case(fn, c, data_range, seed):
+    x, y, mask = _ms_setup(c=c, seed=seed, scale=data_range / 2)
+    p, _ = _ms_call(fn, x, y, mask, data_range)
+    want, _ = masked_psnr_ssim(x, y, mask, data_range)
+    if torch.allclose(p, want, rtol=1e-4, atol=1e-4):
+        return
+    for key, wrong in _ms_variants(x, y, mask, data_range).items():
+        if torch.allclose(p, wrong, rtol=1e-4, atol=1e-4):
+            raise CheckFailure(_MS_NAMES[key])
+    raise CheckFailure("PSNR differs from 10·log10(data_range² / MSE) with the MSE averaged over the "
+                       "hole's entries of each image")
+
+
+@ms_spec.case("PSNR on the hole, one value per image")
+def _(fn):
+    _ms_psnr_case(fn, c=1, data_range=2.0, seed=0)
+
+
+@ms_spec.case("PSNR with colour images and another data_range")
+def _(fn):
+    _ms_psnr_case(fn, c=3, data_range=255.0, seed=1)
+
+
+@ms_spec.case("SSIM is the mean of ssim_map over the hole")
+def _(fn):
+    for c, seed in ((1, 2), (3, 3)):
+        x, y, mask = _ms_setup(c=c, seed=seed)
+        _, s = _ms_call(fn, x, y, mask, 2.0)
+        want = masked_psnr_ssim(x, y, mask, 2.0)[1]
+        if torch.allclose(s, want, rtol=1e-4, atol=1e-4):
+            continue
+        smap = ssim_map(x, y, 2.0)
+        m = mask.double().expand_as(smap)
+        if torch.allclose(s, smap.flatten(1).mean(1), rtol=1e-4, atol=1e-4):
+            raise CheckFailure("your SSIM is the mean of the map over the whole image: average it over "
+                               "the hole (mask = 1) only")
+        if torch.allclose(s, ((1 - m) * smap).flatten(1).sum(1) / (1 - m).flatten(1).sum(1), rtol=1e-4,
+                          atol=1e-4):
+            raise CheckFailure("your SSIM is averaged over the known pixels: the mask is inverted")
+        if torch.allclose(s, (m * smap).flatten(1).sum(1), rtol=1e-4, atol=1e-4):
+            raise CheckFailure("you summed the SSIM map over the hole: take the mean over the hole's entries")
+        if torch.allclose(s, s.mean().expand_as(s), atol=1e-9) and not torch.allclose(want, want.mean()):
+            raise CheckFailure("your SSIM is the same for every image: it must be one value per image")
+        raise CheckFailure("SSIM differs from the mean of ssim_map(x, y, data_range) over the hole's entries")
+
+
+@ms_spec.case("an exact fill of the hole scores PSNR = +inf")
+def _(fn):
+    x, y, mask = _ms_setup(c=1, seed=4)
+    x = torch.where(mask.bool(), y, x)               # exact in the hole, wrong outside
+    p, _ = _ms_call(fn, x, y, mask, 2.0)
+    if not bool(torch.isinf(p).all() and (p > 0).all()):
+        raise CheckFailure("an exact fill of the hole must give PSNR = +inf even though the known pixels "
+                           "differ: only the hole's pixels enter the MSE")
 # ===== END ch10 section C =====
 
 # ===== BEGIN ch10 section D: super-resolution + style (helper D) =====
