@@ -28,7 +28,10 @@ Writing a check (chapter modules in ``genlib/checks/``)::
             raise CheckFailure("0 must map to -1: you scaled by 2 but did not subtract 1")
 
 The first failing message of each case is shown, so write messages that name the likely mistake
-and the way out.
+and the way out. ``genlib grade`` runs the cases in a process without learner code and sends each
+call of ``fn`` to a worker, so a case may hand ``fn`` plain data only (tensors, numbers, lists,
+dicts, plain callables); a case that needs a network, an optimiser or a class calls
+``probe(fn, how, ...)`` with a probe from ``genlib.probes`` (see its docstring for the rules).
 """
 from __future__ import annotations
 
