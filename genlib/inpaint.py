@@ -84,12 +84,13 @@ def _eps_clipped(model, x, t, y, ab):
 @torch.no_grad()
 def ddpm_inpaint(model, x_known: torch.Tensor, mask: torch.Tensor, schedule: Schedule | None = None,
                  y=None, resample: int = 1, generator: torch.Generator | None = None,
-                 progress: bool = False) -> torch.Tensor:
+                 progress: bool = False, step=None) -> torch.Tensor:
     """RePaint with an unconditional ε-model used unchanged: start from noise, and at every step
     replace the known pixels by the ground truth noised to the current time (``repaint_step``).
     ``resample`` = U > 1 (RePaint's resampling with jump length 1): after each step go back to x_t by
     one forward step x_t = √(1−β_t)·x_{t−1} + √β_t·z and redo it, U times in all, so that the
-    hole can adjust to what was pasted around it. NFE = T·U. y = None uses the null label."""
+    hole can adjust to what was pasted around it. NFE = T·U. y = None uses the null label.
+    ``step``: a function with ``repaint_step``'s signature to use instead of it (the exercise)."""
     from genlib.train import progress as bar
 
     schedule = schedule or model.schedule
@@ -110,7 +111,7 @@ def ddpm_inpaint(model, x_known: torch.Tensor, mask: torch.Tensor, schedule: Sch
         t = torch.full((n,), i, dtype=torch.long, device=device)
         for u in range(resample):
             eps = _eps_clipped(model, x, t, y, ab_all[t])
-            x_prev = repaint_step(x, eps, x_known, mask, t, schedule.betas, noise(), noise())
+            x_prev = (step or repaint_step)(x, eps, x_known, mask, t, schedule.betas, noise(), noise())
             if u < resample - 1 and i > 0:
                 x = (1 - betas[i]).sqrt() * x_prev + betas[i].sqrt() * noise()
             else:
