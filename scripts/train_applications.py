@@ -19,6 +19,8 @@ tests on seed 2 and compares with real shapes of seed 3).
   on 2,000 32×32 shapes, 1,500 steps of 16.
 
 ``--check`` retrains into a temporary folder and compares every tensor with the shipped file.
+Measured on the 2-core CPU under the CPU lock (2026-11-30): ``--check --only sr`` 317 s, both files
+identical; ``--check --only style`` 100 s, identical.
 """
 from __future__ import annotations
 
