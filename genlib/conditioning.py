@@ -9,6 +9,8 @@
   ``TextToSlots`` reads a caption through either encoder into a condition per slot, ``draw_two``
   draws each slot with the same token generator, and ``binding_accuracy`` scores the images with
   the shipped shapes classifier on each half.
+* ``CaptionToImage``: the same caption encoders feeding a per-slot decoder (``SlotDecoder``)
+  trained end to end from pixels alone.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlib.data import _COLOR_RGB, COLOR_NAMES, SHAPE_NAMES, _draw
+from genlib.models import SelfAttention2d
 
 
 # ----------------------------------------------------------------------------- projection cGAN
@@ -206,8 +209,81 @@ def train_text_to_slots(model: TextToSlots, data: TwoShapes, steps: int, batch: 
     return hist
 
 
+class SlotDecoder(nn.Module):
+    """A per-slot image decoder fed from a text encoder's caption vector: c (N, cond) → (N, 3, 16, 32).
+
+    The same weights draw both halves; the slot enters only as a learned vector added to c (slot
+    0 = left, 1 = right). Whatever the caption vector does not say about which object is where,
+    the decoder cannot draw.
+    """
+
+    def __init__(self, cond: int = 64, ch: int = 32):
+        super().__init__()
+        self.ch = ch
+        self.slot = nn.Embedding(2, cond)
+        self.fc = nn.Sequential(nn.Linear(cond, 128), nn.ReLU(), nn.Linear(128, 2 * ch * 16), nn.ReLU())
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(2 * ch, ch, 4, stride=2, padding=1), nn.ReLU(),      # 4 → 8
+            nn.ConvTranspose2d(ch, ch, 4, stride=2, padding=1), nn.ReLU(),          # 8 → 16
+            nn.Conv2d(ch, 3, 3, padding=1), nn.Tanh())
+
+    def forward(self, c: torch.Tensor) -> torch.Tensor:
+        n = len(c)
+        h = self.fc(torch.cat([c + self.slot.weight[0], c + self.slot.weight[1]]))
+        x = self.net(h.view(2 * n, 2 * self.ch, 4, 4))
+        return torch.cat([x[:n], x[n:]], dim=-1)
+
+
+class CaptionToImage(nn.Module):
+    """Text encoder (``"bow"`` or ``"transformer"``) → ``SlotDecoder``: caption → (N, 3, 16, 32).
+
+    Trained end to end on (caption, image) pairs with a pixel loss only — no attribute labels — so
+    what the encoder learns to extract is whatever the images need.
+    """
+
+    def __init__(self, encoder: str = "transformer", dim: int = 64):
+        from genlib.text import BagOfWords, TextTransformer, Tokenizer
+
+        super().__init__()
+        self.tokenizer, self.kind = Tokenizer(), encoder
+        if encoder == "transformer":
+            self.text = TextTransformer(len(self.tokenizer), out=dim)
+        elif encoder == "bow":
+            self.text = BagOfWords(len(self.tokenizer), out=dim)
+        else:
+            raise ValueError(f"encoder must be 'transformer' or 'bow', got {encoder!r}")
+        self.decoder = SlotDecoder(dim)
+
+    def forward(self, captions) -> torch.Tensor:
+        ids = self.tokenizer.encode(captions, 10).to(self.decoder.slot.weight.device)
+        return self.decoder(self.text(ids))
+
+
+def train_caption_to_image(model: CaptionToImage, data: TwoShapes, steps: int, batch: int = 64,
+                           lr: float = 2e-3, seed: int = 0, progress: bool = False) -> list:
+    """Mean-squared pixel error between ``model(caption)`` and the image; returns the loss history.
+
+    A deterministic decoder trained this way outputs the *average* of the images a caption vector
+    is consistent with: for a bag of words that is a blend of the four bindings of its words."""
+    from genlib.train import progress as bar
+
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    hist = []
+    for _ in (bar(range(steps), desc=f"caption → image ({model.kind})") if progress else range(steps)):
+        idx = torch.randint(len(data), (batch,), generator=g)
+        loss = F.mse_loss(model([data.captions[i] for i in idx.tolist()]), data.images[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        hist.append(loss.item())
+    model.eval()
+    return hist
+
+
 @torch.no_grad()
-def draw_two(slots: TextToSlots, gpt, vq, captions, guidance: float = 3.0, seed: int = 0):
+def draw_two(slots: TextToSlots, gpt, vq, captions, guidance: float = 1.0, seed: int = 0):
     """Two-object captions → images (N, 3, 16, 32): the encoder reads each caption into
     (shape, colour) per slot, then the same single-object token generator draws
     "a large <colour> <shape>" in each slot."""
@@ -249,4 +325,81 @@ def train_cgan(G: ConditionalGenerator, D: ProjectionDiscriminator, x: torch.Ten
         opt_g.step()
         hist["d"].append(d_loss.item())
         hist["g"].append(g_loss.item())
+    return hist
+
+
+# ----------------------------------------------------------------------------- self-attention GAN
+class SAGANAttention(SelfAttention2d):
+    """SAGAN's self-attention block (Zhang et al. 2019) as the paper writes it: attention weights
+    softmax(QᵀK) with *no* 1/√k scaling (``genlib.models.SelfAttention2d``, its parent, scales by
+    1/√k as Vaswani et al. 2017 do); queries and keys have C/8 channels, values C, and the output
+    is added back through a gate γ that starts at 0."""
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        q, k = self.q(x).flatten(2), self.k(x).flatten(2)            # (N, C/8, HW) each
+        return (q.transpose(1, 2) @ k).softmax(dim=-1)               # (N, HW, HW), unscaled
+
+
+class ShapesGenerator(nn.Module):
+    """z (N, z_dim) → (N, 3, 16, 16): 4×4 → 8×8 → 16×16 by upsample + conv + batch norm, with an
+    optional SAGAN self-attention block on the 8×8 feature map (``attention=True``)."""
+
+    def __init__(self, z_dim: int = 32, ch: int = 64, attention: bool = False):
+        super().__init__()
+        self.z_dim, self.ch = z_dim, ch
+        self.fc = nn.Sequential(nn.Linear(z_dim, ch * 16), nn.BatchNorm1d(ch * 16), nn.ReLU())
+        self.up1 = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(ch, ch, 3, padding=1),
+                                 nn.BatchNorm2d(ch), nn.ReLU())                     # 8×8
+        self.attn = SAGANAttention(ch) if attention else nn.Identity()
+        self.up2 = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(ch, ch // 2, 3, padding=1),
+                                 nn.BatchNorm2d(ch // 2), nn.ReLU())                # 16×16
+        self.out = nn.Sequential(nn.Conv2d(ch // 2, 3, 3, padding=1), nn.Tanh())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.up1(self.fc(z).view(-1, self.ch, 4, 4))
+        return self.out(self.up2(self.attn(h)))
+
+
+class ShapesDiscriminator(nn.Module):
+    """(N, 3, 16, 16) → logits (N,): spectral-normalised convolutions 16 → 8 → 4, with an optional
+    SAGAN self-attention block at 8×8 (SAGAN puts one in both networks)."""
+
+    def __init__(self, ch: int = 64, attention: bool = False):
+        super().__init__()
+        sn = nn.utils.parametrizations.spectral_norm
+        self.a = nn.Sequential(sn(nn.Conv2d(3, ch // 2, 4, stride=2, padding=1)), nn.LeakyReLU(0.2))
+        self.attn = SAGANAttention(ch // 2) if attention else nn.Identity()
+        self.b = nn.Sequential(sn(nn.Conv2d(ch // 2, ch, 4, stride=2, padding=1)), nn.LeakyReLU(0.2),
+                               nn.Flatten(), sn(nn.Linear(ch * 16, 1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.attn(self.a(x))).view(-1)
+
+
+def train_gan(G: nn.Module, D: nn.Module, x: torch.Tensor, steps: int, batch: int = 64,
+              lr_g: float = 1e-4, lr_d: float = 4e-4, seed: int = 0, progress: bool = False) -> dict:
+    """Unconditional hinge-loss GAN training with SAGAN's two time-scale learning rates
+    (G 1e-4, D 4e-4, Adam β = (0, 0.9)). Returns the loss history {"d": [...], "g": [...]}."""
+    from genlib.losses import hinge_d_loss, hinge_g_loss
+    from genlib.train import progress as bar
+
+    g = torch.Generator().manual_seed(seed)
+    opt_g = torch.optim.Adam(G.parameters(), lr=lr_g, betas=(0.0, 0.9))
+    opt_d = torch.optim.Adam(D.parameters(), lr=lr_d, betas=(0.0, 0.9))
+    hist = {"d": [], "g": []}
+    G.train(), D.train()
+    for _ in (bar(range(steps), desc="GAN") if progress else range(steps)):
+        real = x[torch.randint(len(x), (batch,), generator=g)]
+        fake = G(torch.randn(batch, G.z_dim, generator=g))
+        d_loss = hinge_d_loss(D(real), D(fake.detach()))
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        g_loss = hinge_g_loss(D(fake))
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+        hist["d"].append(d_loss.item())
+        hist["g"].append(g_loss.item())
+    G.eval(), D.eval()
     return hist

@@ -1,6 +1,7 @@
 """Chapter 08's shipped models and the measurements made on them.
 
-``load(name)`` for "vq", "clip", "gpt", "maskgit" (trained by
+``load(name)`` for "vq", "clip", "gpt", "maskgit", the two-object caption→image models
+"bind_bow" and "bind_transformer", and the text-conditioned flow model "flow" (all trained by
 ``scripts/train_text_to_image.py``); ``attribute_accuracy``, ``generate_images`` and ``evaluate``
 give the numbers the chapter asserts.
 """
@@ -14,7 +15,7 @@ import torch
 from genlib.features import WEIGHTS_DIR
 from genlib.text import Tokenizer
 
-NAMES = ("vq", "clip", "gpt", "maskgit")
+NAMES = ("vq", "clip", "gpt", "maskgit", "bind_bow", "bind_transformer", "flow")
 N_COND = 4  # "a large red circle": four caption tokens
 
 
@@ -44,6 +45,12 @@ def new_model(name: str):
         return VQTokenizer()
     if name == "clip":
         return ShapeCLIP()
+    if name.startswith("bind_"):
+        from genlib.conditioning import CaptionToImage
+
+        return CaptionToImage(name[len("bind_"):])
+    if name == "flow":
+        return CaptionFlowNet()
     return new_token_model(name)
 
 
@@ -106,6 +113,70 @@ def evaluate(name: str, model, vq=None, n: int = 300) -> dict:
         d = shapes(2000, seed=1)
         pred = model.zero_shot(d.images)
         return {k: (pred[k] == getattr(d, k)).float().mean().item() for k in pred}
+    if name.startswith("bind_"):
+        from genlib.conditioning import binding_accuracy, two_shapes
+
+        pairs = two_shapes(n, seed=1)
+        return binding_accuracy(model(pairs.captions), pairs.shape, pairs.color)
     d = shapes(n, seed=1)
-    imgs = generate_images(model, vq, d.captions)
+    if name == "flow":
+        imgs = sample_flow(model, d.captions, seed=0)
+    else:
+        imgs = generate_images(model, vq, d.captions)
     return attribute_accuracy(imgs, d.shape, d.color, d.size)
+
+
+@torch.no_grad()
+def sample_flow(model, captions, seed: int = 0, steps: int = 16, guidance: float = 1.0):
+    """Captions → (N, 3, 16, 16) images from ``CaptionFlowNet`` by Euler steps from noise (seeded)."""
+    from genlib.flow import sample_euler
+
+    x0 = torch.randn(len(captions), 3, 16, 16, generator=torch.Generator().manual_seed(seed))
+    return sample_euler(model, x0, steps, y=caption_tokens(captions), guidance=guidance).clamp(-1, 1)
+
+
+# ----------------------------------------------------------------------------- a text-conditioned flow
+class CaptionFlowNet(torch.nn.Module):
+    """A small U-Net velocity model v(x, t, caption) for (N, 3, 16, 16) ``shapes`` images.
+
+    16×16 (ch) → 8×8 (2ch) → 4×4 (2ch) and back with skip connections; every ``ResBlock`` of
+    chapter 07 receives time + caption. The caption (N, 4) token ids enters as the sum of its word
+    embeddings (a bag of words is enough for one object: section 2); the id ``null_class`` (= the
+    vocabulary size) in every position is the empty caption of classifier-free guidance, so
+    ``genlib.flow.sample_euler(model, x0, steps, y=tokens, guidance=s)`` guides it.
+    """
+
+    def __init__(self, ch: int = 32, emb: int = 128, time_scale: float = 1000.0):
+        from torch import nn
+
+        from genlib.diffusion import ResBlock
+
+        super().__init__()
+        vocab = len(Tokenizer())
+        self.null_class, self.time_scale, self.emb_dim = vocab, time_scale, emb
+        self.time = nn.Sequential(nn.Linear(emb, emb), nn.SiLU(), nn.Linear(emb, emb))
+        self.words = nn.Embedding(vocab + 1, emb)
+        self.inp = nn.Conv2d(3, ch, 3, padding=1)
+        self.down1 = ResBlock(ch, ch, emb)                                     # 16×16
+        self.pool1 = nn.Conv2d(ch, 2 * ch, 3, stride=2, padding=1)             # → 8×8
+        self.down2 = ResBlock(2 * ch, 2 * ch, emb)
+        self.pool2 = nn.Conv2d(2 * ch, 2 * ch, 3, stride=2, padding=1)         # → 4×4
+        self.mid = ResBlock(2 * ch, 2 * ch, emb)
+        self.up2 = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(2 * ch, 2 * ch, 3, padding=1))
+        self.dec2 = ResBlock(4 * ch, 2 * ch, emb)                              # 8×8 after skip
+        self.up1 = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(2 * ch, ch, 3, padding=1))
+        self.dec1 = ResBlock(2 * ch, ch, emb)                                  # 16×16 after skip
+        self.out = nn.Sequential(nn.GroupNorm(8, ch), nn.SiLU(), nn.Conv2d(ch, 3, 3, padding=1))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y=None) -> torch.Tensor:
+        from genlib.diffusion import timestep_embedding
+
+        if y is None:
+            y = torch.full((len(x), N_COND), self.null_class, dtype=torch.long, device=x.device)
+        e = self.time(timestep_embedding(t * self.time_scale, self.emb_dim)) + self.words(y).sum(1)
+        h1 = self.down1(self.inp(x), e)
+        h2 = self.down2(self.pool1(h1), e)
+        h = self.mid(self.pool2(h2), e)
+        h = self.dec2(torch.cat([self.up2(h), h2], 1), e)
+        h = self.dec1(torch.cat([self.up1(h), h1], 1), e)
+        return self.out(h)

@@ -10,8 +10,11 @@ stored in float16):
   clip          ShapeCLIP dual encoder (image CNN + text transformer, InfoNCE)
   gpt           decoder-only transformer over [caption tokens; 64 image tokens] (needs vq)
   maskgit       masked bidirectional transformer on the same tokens (needs vq)
-Training data: shapes(seed=0). Held-out evaluation: seed=1. (The two-object text encoders of the
-chapter train inside the notebook in seconds and ship no weights.)
+  bind_bow      two-object caption → image: bag-of-words encoder + per-slot decoder, pixel loss
+  bind_transformer  the same with the transformer encoder
+  flow          text-conditioned flow-matching U-Net on 16×16 shapes (caption dropout 10%)
+Training data: shapes(seed=0) / two_shapes(seed=0). Held-out evaluation: seed=1. (The two-object
+caption-reading probes of the chapter train inside the notebook in seconds and ship no weights.)
 """
 from __future__ import annotations
 
@@ -30,7 +33,8 @@ from genlib.text import ShapeCLIP, train_shapeclip  # noqa: E402
 from genlib.tokens import VQTokenizer  # noqa: E402
 
 SEED = 0
-STEPS = {"vq": 1500, "clip": 600, "gpt": 2500, "maskgit": 1500}
+STEPS = {"vq": 1500, "clip": 600, "gpt": 2500, "maskgit": 1500, "bind_bow": 1200,
+         "bind_transformer": 1200, "flow": 1200}
 
 
 def _setup():
@@ -91,7 +95,30 @@ def train_tokens(kind, vq, steps=None, verbose=True):
     return _loop(model, steps or STEPS[kind], loss_of, 2e-3, kind, verbose)
 
 
+def train_bind(kind, steps=None, verbose=True):
+    from genlib.conditioning import CaptionToImage, train_caption_to_image, two_shapes
+
+    _setup()
+    model = CaptionToImage(kind)
+    train_caption_to_image(model, two_shapes(4000, seed=0), steps or STEPS[f"bind_{kind}"], seed=SEED)
+    return model
+
+
+def train_caption_flow(steps=None, verbose=True):
+    from genlib.flow import train_flow
+
+    _setup()
+    data = shapes(8000, seed=0)
+    model, _ = train_flow(t2i.CaptionFlowNet(), data.images, steps or STEPS["flow"],
+                          y=t2i.caption_tokens(data.captions), p_uncond=0.1, seed=SEED, progress=False)
+    return model.eval()
+
+
 def build(name, vq=None, steps=None, verbose=True):
+    if name.startswith("bind_"):
+        return train_bind(name[len("bind_"):], steps, verbose)
+    if name == "flow":
+        return train_caption_flow(steps, verbose)
     if name == "vq":
         return train_vq(steps, verbose)
     if name == "clip":

@@ -75,3 +75,13 @@ def test_shapeclip_learns_a_little_quickly():
     assert top.shape == (1, 3)
     s = model.score(data.images[:4], data.captions[:4])
     assert s.shape == (4,) and (s.abs() <= 1 + 1e-5).all()
+
+
+def test_position_embeddings_start_at_the_scale_of_words():
+    """pos_std defaults to 1 (the order-blind 0.02 start is chapter 08's measured bug); ShapeCLIP keeps
+    0.02 because its shipped weights were trained so."""
+    torch.manual_seed(0)
+    txf = TextTransformer(len(Tokenizer()), max_len=64)
+    assert 0.8 < txf.pos.std().item() < 1.2
+    assert 0.01 < TextTransformer(len(Tokenizer()), max_len=64, pos_std=0.02).pos.std().item() < 0.03
+    assert ShapeCLIP().text.pos.std().item() < 0.03
