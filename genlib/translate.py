@@ -164,8 +164,9 @@ class PatchD(nn.Module):
 
     pix2pix's discriminator judges N×N patches instead of the whole image (70×70 on 256×256); here
     two stride-2 convolutions and a 3×3 one give a 4×4 map of scores whose receptive fields are
-    14×14 pixels. For pix2pix, C = 6: the input image and the (real or translated) output side by
-    side, so D judges whether the output fits *this* input — the conditional part of the cGAN.
+    18×18 pixels (so on 16×16 images each score sees most of the image). For pix2pix, C = 6: the
+    input image and the (real or translated) output stacked, so D judges whether the output fits
+    *this* input — the conditional part of the cGAN.
     """
 
     def __init__(self, in_ch: int = 3, width: int = 16):
@@ -188,8 +189,7 @@ def cycle_loss(x: torch.Tensor, x_rec: torch.Tensor, y: torch.Tensor, y_rec: tor
 
     ``x``: images of domain X, ``x_rec = F(G(x))`` their round trip X → Y → X; ``y`` and
     ``y_rec = G(F(y))`` the same for domain Y. Any shapes, as long as each pair matches.
-    Both directions, L1 (the paper's choice: it argues L2 gave no better results and L1 blurs
-    less), averaged over pixels (the official code's ``L1Loss``, so λ = 10 means what the
+    Both directions, L1 (the norm the paper uses), averaged over pixels (the official code's ``L1Loss``, so λ = 10 means what the
     paper means), multiplied by λ once. Gradients flow into x_rec and y_rec, i.e. into both
     generators.
     """

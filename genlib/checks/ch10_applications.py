@@ -505,7 +505,7 @@ def _(fn):
         (lam * l1y, "only the Y → X → Y cycle: add the X → Y → X direction, mean|F(G(x)) − x|"),
         (lam * ((x_rec - x).pow(2).mean() + (y_rec - y).pow(2).mean()),
          "squared errors (L2): CycleGAN's cycle loss is the L1 norm, mean|x_rec − x| (Zhu et al. "
-         "2017); L2 lets many small errors through and blurs"),
+         "2017); pix2pix (Isola et al. 2017) chose L1 over L2 too, because L2 blurs more"),
         (lam * ((x_rec - x).pow(2).mean().sqrt() + (y_rec - y).pow(2).mean().sqrt()),
          "root mean squared errors: use the mean absolute error, mean|x_rec − x| (L1)"),
         (l1x + l1y, "λ is missing: multiply the sum of the two L1 terms by lam (10 in the paper), "
