@@ -23,7 +23,8 @@ Measured when the shipped file was written (2 cores, under the shared CPU lock, 
 running): shape 221 s (ab right 0.780 kept 1.000, ba right 0.928 kept 1.000, cycle L1 0.009);
 no_identity 113 s (ab right 0.904, colour kept 0.000 — a permutation, ba right 0.960, cycle L1
 0.009); grey 109 s (G(a) within 0.056 of the true grey image, colour recovered from G(a) 0.976,
-from the true grey image 0.160).
+from the true grey image 0.160). ``--check --only grey`` (fresh process, 145 s): bit for bit
+identical, 48 of 48 tensors.
 """
 from __future__ import annotations
 
