@@ -13,6 +13,10 @@ stored in float16):
   bind_bow      two-object caption → image: bag-of-words encoder + per-slot decoder, pixel loss
   bind_transformer  the same with the transformer encoder
   flow          text-conditioned flow-matching U-Net on 16×16 shapes (caption dropout 10%)
+Measured (2 threads, shared CPU): flow 254 s, 86.3% all three on 300 held-out captions at guidance 1
+(Euler 16; 95% at guidance 2 in the chapter); bind_transformer 38 s, binding 99.7%; bind_bow 30 s,
+binding 0.0% (a mean-squared-error decoder draws the blend of the four bindings a bag allows).
+--check has not been run for bind_* and flow yet.
 Training data: shapes(seed=0) / two_shapes(seed=0). Held-out evaluation: seed=1. (The two-object
 caption-reading probes of the chapter train inside the notebook in seconds and ship no weights.)
 """
