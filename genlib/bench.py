@@ -352,13 +352,15 @@ def _run_speed(args) -> int:
             return 2
         res = json.loads(f.read_text())
         speed.validate_result(res)
+        res["published"] = speed.published_rows(res)  # the claims table follows the current wording
         speed.save(res, out)
     else:
         if args.device.startswith("cuda") and not torch.cuda.is_available():
             print("--device cuda: CUDA is not available here", file=sys.stderr)
             return 2
         command = "genlib bench " + " ".join(sys.argv[2:] if len(sys.argv) > 2 else [args.what])
-        res = speed.run_speed(quick=quick, device=args.device, command=command, compile=not args.no_compile)
+        res = speed.run_speed(quick=quick, device=args.device, command=command, compile=not args.no_compile,
+                              threads=args.threads)
         speed.save(res, out)
     md = speed.markdown_speed(res)
     print(md)

@@ -207,6 +207,7 @@ def _fake_result():
               "compile": {"skipped": "test"}, "channels_last": {"contiguous": tm, "channels_last": tm, "speedup": 1.0},
               "guidance": {1: {"speedup": 1.5}}}
     res = {"schema": speed.SCHEMA, "command": "genlib bench speed --quick", "quick": True, "device": "cpu",
+           "clock": "process",
            "machine": speed.machine_card(), "wall_seconds": 60.0,
            "digits": {"n": 300, "batch": 100, "real_fid": 0.25, "rows": [ddpm, row], "vae": "not trained"},
            "tokens": {"kv_cache": [{"tokens": 64, "batch": 16, "trained": True, "identical": True, "no_cache": tm,
