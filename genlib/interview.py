@@ -172,40 +172,17 @@ def resolve_function(dotted: str):
     raise ImportError(f"cannot import {dotted!r}")
 
 
-# Chapters planned but not written yet (DESIGN.md): a question may link to one of these files
-# before it exists, naming the chapter it waits for. Nothing else may point at a missing notebook.
-PENDING_CHAPTERS = ("07_diffusion", "08_text_to_image", "09_speed", "10_applications")
-
-
-def pending_chapter(notebook_link: str | None) -> str | None:
-    """The planned chapter a link waits for (``"07_diffusion"``), or None when the link's notebook
-    exists or is not a planned chapter."""
-    if not notebook_link:
-        return None
-    path = notebook_link.partition("#")[0]
-    stem = Path(path).stem
-    if (path == f"solutions/{stem}.ipynb" and stem in PENDING_CHAPTERS
-            and not (ROOT / path).exists()):
-        return stem
-    return None
-
-
 def link_problems(link: dict) -> list[str]:
     """Broken parts of a ``links`` dict: a missing notebook or heading, an unimportable function.
 
-    A link to a planned chapter that does not exist yet (``PENDING_CHAPTERS``) is allowed only
-    without a heading (``solutions/07_diffusion.ipynb``): the chapter's own work points it at a
-    section once the chapter exists, and until then it resolves to the whole chapter.
+    Every chapter 00–11 exists, so a link to a missing notebook is always broken (earlier
+    versions let a question wait for a planned chapter).
     """
     problems = []
     nb = link.get("notebook")
     if nb is not None:
         path, _, heading = nb.partition("#")
-        if pending_chapter(nb):
-            if heading:
-                problems.append(f"notebook {path} is a planned chapter that does not exist yet: "
-                                f"link the chapter without a heading until it is written")
-        elif not (ROOT / path).exists():
+        if not (ROOT / path).exists():
             problems.append(f"notebook {path} does not exist")
         elif not heading:
             pass  # the whole chapter
@@ -320,7 +297,7 @@ def topic_chapter_map(entries=None) -> dict[str, list[str]]:
         nb = e["links"].get("notebook")
         if nb:
             name = nb.split("#")[0].split("/")[-1]
-            out[e["topic"]].add(name + " (planned)" if pending_chapter(nb) else name)
+            out[e["topic"]].add(name)
     return {t: sorted(v) for t, v in out.items()}
 
 

@@ -97,42 +97,14 @@ def test_link_checker_rejects_broken_links():
     assert interview.link_problems({"notebook": nb + "#Myth vs fact", "function": "genlib.losses.d_loss"}) == []
 
 
-def test_planned_chapters_are_the_design_numbering():
-    assert interview.PENDING_CHAPTERS == ("07_diffusion", "08_text_to_image", "09_speed", "10_applications")
-
-
-def test_a_link_may_wait_only_for_a_named_planned_chapter(tmp_path, monkeypatch):
-    planned = [p for p in interview.PENDING_CHAPTERS
-               if not (interview.ROOT / "solutions" / f"{p}.ipynb").exists()]
-    for stem in planned:
-        link = {"notebook": f"solutions/{stem}.ipynb", "function": None}
-        assert interview.pending_chapter(link["notebook"]) == stem
-        assert interview.link_problems(link) == []
-        # a heading in a chapter that does not exist cannot be checked: refused
-        assert interview.link_problems({"notebook": f"solutions/{stem}.ipynb#Some section", "function": None})
-    # a missing notebook that is not a planned chapter is still a broken link
-    for bad in ("solutions/07_diffusion_and_flow.ipynb", "solutions/12_future.ipynb",
-                "notebooks/09_speed.ipynb", "solutions/09_speed"):
-        assert interview.pending_chapter(bad) is None
+def test_every_chapter_exists_so_no_link_may_wait():
+    """All twelve chapters of DESIGN.md are written: a link to a missing notebook is broken."""
+    stems = sorted(p.stem for p in (interview.ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+    assert [s[:2] for s in stems] == [f"{i:02d}" for i in range(12)], stems
+    for bad in ("solutions/07_diffusion_and_flow.ipynb", "solutions/12_future.ipynb", "solutions/09_speed"):
         assert interview.link_problems({"notebook": bad, "function": None}), bad
-    # once the chapter exists, its link is checked like any other (here: a fake ROOT holding it)
-    (tmp_path / "solutions").mkdir()
-    import nbformat
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# 09 · Speed\n## KV cache")])
-    nbformat.write(nb, str(tmp_path / "solutions" / "09_speed.ipynb"))
-    monkeypatch.setattr(interview, "ROOT", tmp_path)
-    interview.notebook_headings.cache_clear()
-    assert interview.pending_chapter("solutions/09_speed.ipynb") is None
     assert interview.link_problems({"notebook": "solutions/09_speed.ipynb", "function": None}) == []
-    assert interview.link_problems({"notebook": "solutions/09_speed.ipynb#KV cache", "function": None}) == []
     assert interview.link_problems({"notebook": "solutions/09_speed.ipynb#No such part", "function": None})
-    interview.notebook_headings.cache_clear()
-
-
-def test_pending_links_are_for_topics_without_a_chapter():
-    """Questions waiting for chapters 07–10 are about diffusion, conditioning, speed and history."""
-    waiting = [e for e in BANK if interview.pending_chapter(e["links"]["notebook"])]
-    assert {e["topic"] for e in waiting} <= {"diffusion", "cond", "speed", "basics", "metrics"}
 
 
 def test_most_questions_link_to_a_notebook_or_function():
