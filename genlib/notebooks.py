@@ -145,7 +145,11 @@ def percent_to_notebook(text: str) -> nbformat.NotebookNode:
 # ----------------------------------------------------------------------------- execute
 def execute(path: Path | str, out: Path | str | None = None, timeout: int = 600,
             allow_errors: bool = False) -> nbformat.NotebookNode:
-    """Run a notebook top to bottom in a fresh kernel (cwd = its folder) and save the outputs."""
+    """Run a notebook top to bottom in a fresh kernel (cwd = its folder) and return it executed.
+
+    The outputs are written only when ``out`` is given (pass ``out=path`` to execute in place);
+    with ``out=None`` the file on disk is left as it was.
+    """
     from nbclient import NotebookClient
 
     path = Path(path)
