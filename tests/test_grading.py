@@ -395,6 +395,11 @@ def _submissions(nb_path: Path, folder: Path) -> None:
     ns = {"__name__": "__main__"}
     env = {k: os.environ.get(k) for k in ("GENLIB_GRADING", "GENLIB_SUBMISSION_DIR", "GENLIB_BUDGET")}
     os.environ.update(GENLIB_GRADING="1", GENLIB_SUBMISSION_DIR=str(folder), GENLIB_BUDGET="smoke")
+    # Exercise cells may install the learner's version into genlib (chapter 04:
+    # ``mc.gradient_penalty = gradient_penalty``); in grading mode that is the unsolved stub, which
+    # would leak into every later test of this process. Restore genlib's modules afterwards.
+    saved = {name: dict(vars(mod)) for name, mod in list(sys.modules.items())
+             if name == "genlib" or name.startswith("genlib.")}
     try:
         exec(compile(code[0], f"{nb_path.name}:setup", "exec"), ns)
         for src in code[1:]:
@@ -410,6 +415,8 @@ def _submissions(nb_path: Path, folder: Path) -> None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        for name, attrs in saved.items():
+            vars(sys.modules[name]).update(attrs)
 
 
 def _judge_notebook_exercises(zygote, nb_path: Path) -> dict:
