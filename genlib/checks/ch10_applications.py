@@ -10,23 +10,12 @@ import torch
 from genlib.exercises import CheckFailure, expect_tensor, register  # noqa: F401  (used by the sections)
 
 
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _close(a, b, tol: float = 1e-4) -> bool:
-    """a is a finite tensor of b's shape and equal to b within tol."""
-    return (torch.is_tensor(a) and a.shape == b.shape and bool(torch.isfinite(a).all())
-            and torch.allclose(a.double(), b.double(), rtol=tol, atol=tol))
+# the same small helpers as chapter 07's checks: seeded generator, finite-and-close, per-sample column
+from genlib.checks.ch07_diffusion import _close, _col, _gen  # noqa: E402,F401
 
 
 # ===== BEGIN ch10 section C: inpainting + masked metrics (helper C) =====
 from genlib.inpaint import masked_psnr_ssim, repaint_step, ssim_map  # noqa: E402
-
-
-def _col(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """(N,) → (N, 1, ..., 1) so that it multiplies one number per sample of ``like``."""
-    return v.view(-1, *([1] * (like.dim() - 1)))
 
 
 def _untouched(fn, args, what):
