@@ -48,15 +48,23 @@ def _inputs_untouched(before, after, what):
                                "Compute a new tensor instead (x = x + ..., not x += ...)")
 
 
+def _extra_dims(out, x, what):
+    """Name a reshape that fits only one rank: the output gained dimensions that x does not have."""
+    if torch.is_tensor(out) and out.dim() > x.dim():
+        raise CheckFailure(f"for inputs of shape {tuple(x.shape)} your result has shape {tuple(out.shape)}: "
+                           f"{what} was reshaped for a fixed number of dimensions (e.g. view(-1, 1, 1, 1), "
+                           "which fits only images). " + _broadcast_hint(what))
+
+
 def _broadcast_hint(what: str) -> str:
     return (f"{what} has one number per sample, shape (N,): reshape it to (N, 1, ..., 1) before "
             f"multiplying, e.g. {what}.view(-1, *[1] * (x.dim() - 1)), so it works for (N, D) points "
             "and (N, C, H, W) images alike")
 
 
-def _call_broadcast(fn, args, what):
+def _call_broadcast(fn, args, what, names=None):
     try:
-        return fn(*args)
+        return _untouched(fn, args, names) if names else fn(*args)
     except RuntimeError as e:
         if "size of tensor" in str(e) or "must match" in str(e) or "shape" in str(e):
             raise CheckFailure(f"shapes do not broadcast ({e}). {_broadcast_hint(what)}")
@@ -80,13 +88,25 @@ def _betas(T=50):
 @ab_spec.case("one ᾱ per step, decreasing from just below 1")
 def _(fn):
     betas = _betas()
-    out = fn(betas.clone())
+    out = _untouched(fn, (betas.clone(),), ("betas",))
     expect_tensor(out, (50,), "ᾱ")
+    if out.dtype != betas.dtype:
+        raise CheckFailure(f"ᾱ has dtype {out.dtype} but the betas are {betas.dtype}: return ᾱ in the "
+                           "betas' dtype (the chapter compares it with schedule.alpha_bar, and torch "
+                           "refuses to compare float64 with float32). Compute in float64 if you like, "
+                           "then .to(betas.dtype)")
     if not torch.isfinite(out).all():
         raise CheckFailure("ᾱ contains NaN or inf")
+    want = torch.cumprod(1 - betas.double(), 0)
     if (out[1:] > out[:-1] + 1e-7).any():
-        raise CheckFailure("ᾱ must decrease with t (more noise at every step): did you take a cumulative "
-                           "product of the betas instead of the alphas 1 − β?")
+        if _close(out, 1 - want):
+            raise CheckFailure("you returned 1 − ᾱ_t, the noise variance: ᾱ_t itself is the signal's "
+                               "share Π(1 − β_s), which decreases with t")
+        if _close(out, want.flip(0)) or _close(out, torch.cumprod((1 - betas.double()).flip(0), 0)):
+            raise CheckFailure("your ᾱ runs backwards in t (a flipped product): index t = 0 is the first, "
+                               "least noisy step, so ᾱ_0 = 1 − β_0 and ᾱ decreases from there")
+        raise CheckFailure("ᾱ must decrease with t (more noise at every step): each ᾱ_t is the previous "
+                           "one times 1 − β_t < 1, torch.cumprod(1 - betas, 0)")
     if out[0] >= 1 - 1e-7:
         raise CheckFailure("ᾱ_0 = 1: your schedule is shifted by one step (an exclusive product that "
                            "starts at 1). ᾱ_0 = 1 − β_0 already includes the first step's noise")
@@ -95,7 +115,7 @@ def _(fn):
 @ab_spec.case("equals the cumulative product of 1 − β")
 def _(fn):
     betas = _betas()
-    out = fn(betas.clone())
+    out = _untouched(fn, (betas.clone(),), ("betas",))
     want = torch.cumprod(1 - betas, 0)
     expect_tensor(out, want.shape, "ᾱ")
     if _close(out, want, 1e-5):
@@ -123,6 +143,20 @@ def _(fn):
     _untouched(fn, (_betas(),), ("betas",))
 
 
+@ab_spec.case("the chapter's T = 1000 schedules, to 1e-6")
+def _(fn):
+    # what the chapter does next: compare with Schedule.linear/cosine(1000).alpha_bar at atol 1e-6
+    for name, sch in (("linear", Schedule.linear(1000)), ("cosine", Schedule.cosine(1000))):
+        out = _untouched(fn, (sch.betas.clone(),), ("betas",))
+        expect_tensor(out, (1000,), f"ᾱ of the {name} schedule")
+        want = torch.cumprod(1 - sch.betas.double(), 0)
+        if not _close(out, want, 1e-6):
+            err = (out.double() - want).abs().max().item() if torch.isfinite(out).all() else float("nan")
+            raise CheckFailure(f"over the {name} schedule with T = 1000 your ᾱ is off by up to {err:.2g} "
+                               "(the chapter asserts 1e-6): accumulate the product in one go "
+                               "(torch.cumprod(1 - betas, 0)) rather than an approximation")
+
+
 # ============================================================================ q_sample
 qs = register("diffusion.q_sample", q_sample,
               "x_t = √ᾱ·x0 + √(1 − ᾱ)·noise with ᾱ: (N,) broadcast over the other dimensions")
@@ -142,9 +176,11 @@ def _q_ref(x0, ab, noise):
 
 @qs.case("ᾱ broadcast over points (N, 2) and images (N, C, H, W)")
 def _(fn):
-    for shape in [(6, 2), (5, 1, 8, 8), (8, 3, 4, 8)]:   # the last one has N = W = 8
+    # (N, L, D) sequences too: a reshape hard-coded for 2-D or 4-D inputs fails there
+    for shape in [(6, 2), (5, 1, 8, 8), (8, 3, 4, 8), (4, 5, 3)]:   # (8, 3, 4, 8) has N = W = 8
         x0, ab, noise = _q_inputs(shape, 0)
-        out = _call_broadcast(fn, (x0, ab, noise), "alpha_bar")
+        out = _call_broadcast(fn, (x0, ab, noise), "alpha_bar", ("x0", "alpha_bar", "noise"))
+        _extra_dims(out, x0, "alpha_bar")
         expect_tensor(out, shape, "x_t")
         if not _close(out, _q_ref(x0, ab, noise)):
             # ᾱ multiplied along the last axis: only computable when that axis has the batch size
@@ -160,7 +196,8 @@ def _(fn):
 @qs.case("√ᾱ·x0 + √(1 − ᾱ)·noise")
 def _(fn):
     x0, ab, noise = _q_inputs((64, 3), 1)
-    out = fn(x0, ab, noise)
+    out = _call_broadcast(fn, (x0, ab, noise), "alpha_bar", ("x0", "alpha_bar", "noise"))
+    _extra_dims(out, x0, "alpha_bar")
     expect_tensor(out, x0.shape, "x_t")
     a = ab[:, None]
     if _close(out, _q_ref(x0, ab, noise)):
@@ -193,7 +230,7 @@ def _(fn):
 def _(fn):
     x0, _, noise = _q_inputs((4, 1, 8, 8), 2)
     ab = torch.tensor([1.0, 0.0, 1.0, 0.0])
-    out = fn(x0, ab, noise)
+    out = _untouched(fn, (x0, ab, noise), ("x0", "alpha_bar", "noise"))
     expect_tensor(out, x0.shape, "x_t")
     want = torch.stack([x0[0], noise[1], x0[2], noise[3]])
     if not _close(out, want):
@@ -204,6 +241,27 @@ def _(fn):
 @qs.case("leaves its inputs unchanged")
 def _(fn):
     _untouched(fn, _q_inputs((4, 1, 8, 8), 3), ("x0", "alpha_bar", "noise"))
+
+
+@qs.case("as the chapter calls it: float64 points, one ᾱ expanded over the batch")
+def _(fn):
+    # the chapter's calls: q_sample(x0_f64, ab64[t].expand(N), noise_f64) and a float32 ring with
+    # schedule.alpha_bar[t].expand(N); an expanded ᾱ has stride 0, and float64 must stay float64
+    g = _gen(5)
+    sch = Schedule.cosine(100)
+    for dtype, t in ((torch.float64, 30), (torch.float32, 99), (torch.float32, 0)):
+        x0 = torch.randn(500, 2, generator=g, dtype=dtype)
+        noise = torch.randn(500, 2, generator=g, dtype=dtype)
+        ab = sch.alpha_bar.to(dtype)[t].expand(500)
+        out = _call_broadcast(fn, (x0, ab, noise), "alpha_bar", ("x0", "alpha_bar", "noise"))
+        _extra_dims(out, x0, "alpha_bar")
+        expect_tensor(out, x0.shape, "x_t")
+        if out.dtype != dtype:
+            raise CheckFailure(f"x_t has dtype {out.dtype} for {dtype} inputs: keep the inputs' dtype (no "
+                               ".float(), no torch.tensor(...) around ᾱ); the chapter runs q_sample in float64")
+        if not _close(out, _q_ref(x0.double(), ab.double(), noise.double()), 1e-5):
+            raise CheckFailure(f"with ᾱ = schedule.alpha_bar[{t}].expand(N) (a 0-d value broadcast over the "
+                               "batch, as the chapter passes it) x_t differs from √ᾱ·x0 + √(1 − ᾱ)·noise")
 
 
 # ============================================================================ simple ε-loss
@@ -232,11 +290,44 @@ def _scalar(out, what="your loss"):
     return out
 
 
+def _t_given(seen, n):
+    """Fail when the model was not given one integer step per sample as a (N,) tensor — the form
+    TimeMLP and TinyUNet take (anything else crashes or silently mis-scales in the chapter)."""
+    if not seen:
+        raise CheckFailure("the model was never called: the loss is mean((eps_model(x_t, t) − ε)²)")
+    for _, t in seen:
+        if not torch.is_tensor(t):
+            raise CheckFailure(f"the model got t as {type(t).__name__}: pass a tensor of shape (N,) with one "
+                               "integer step per sample, e.g. torch.randint(0, schedule.T, (N,))")
+        if t.dim() != 1 or t.shape[0] != n:
+            raise CheckFailure(f"the model got t of shape {tuple(t.shape)}: pass one step per sample as a 1-D "
+                               f"tensor of shape (N,) = ({n},). Reshape only the copy of ᾱ_t you broadcast "
+                               "over x0; the chapter's TimeMLP and TinyUNet crash on a (N, 1) t")
+        if t.is_floating_point():
+            raise CheckFailure(f"the model got a {t.dtype} t: pass the integer step t (a long tensor in "
+                               "0 … T − 1), not t/T — the chapter's models scale it themselves "
+                               "(TimeMLP(time_scale=...)) and index the schedule with the same t")
+
+
+def _formula_first(fn, x0, sch, why):
+    """A consequence, not a new diagnosis: fail pointing at the first case when x_t or the target is wrong."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(7)
+        out = _scalar(_eps_loss(fn, x0, sch, "ab", model_x0=x0.clone())["out"])
+    if not (torch.isfinite(out) and out.item() < 1e-6):
+        raise CheckFailure(f"(follows from the first ✗: x_t is not √ᾱ_t·x0 + √(1 − ᾱ_t)·ε for the t the model "
+                           f"gets, or the target is not that ε, so {why}; fix that first)")
+
+
 @dl.case("x_t built with ᾱ at the sampled t, target the noise")
 def _(fn):
     torch.manual_seed(0)
     x0, sch = _loss_inputs()
-    out = _scalar(_eps_loss(fn, x0, sch, "ab")["out"])
+    keep = x0.clone()
+    obs = _eps_loss(fn, x0, sch, "ab", model_x0=x0.clone())
+    _inputs_untouched([keep], [obs["x0_after"]], ["x0"])
+    _t_given(obs["seen"], x0.shape[0])
+    out = _scalar(obs["out"])
     if out.item() < 1e-6:
         return
     for mode, msg in [
@@ -264,12 +355,11 @@ def _(fn):
     torch.manual_seed(1)
     x0, sch = _loss_inputs(1)
     seen = _eps_loss(fn, x0, sch, calls=3)["seen"]
+    _t_given(seen, x0.shape[0])
+    _formula_first(fn, x0, sch, "the t and noise it used cannot be read back")
     ts, epss = [], []
     for x_t, t in seen:
         t = torch.as_tensor(t).long().reshape(-1)
-        if t.numel() != x0.shape[0]:
-            raise CheckFailure(f"the model got t of shape {tuple(t.shape)}: draw one time step per "
-                               "sample, t of shape (N,), e.g. torch.randint(0, T, (N,))")
         ts.append(t)
         a = _col(sch.alpha_bar[t], x_t)
         epss.append((x_t - a.sqrt() * x0) / (1 - a).sqrt())
@@ -278,9 +368,28 @@ def _(fn):
         raise CheckFailure(f"t ranged over [{t.min().item()}, {t.max().item()}]: draw t from 0 … T − 1")
     if all(bool((tt == tt[0]).all()) for tt in ts):
         raise CheckFailure("every sample of a batch gets the same t: draw one t per sample")
+    # over 768 draws from 20 steps, missing an end by chance has probability about 2·0.95^768 ≈ 1e-17
+    if t.min() > 0:
+        raise CheckFailure("t = 0 was never drawn (768 samples): step 0 is the last step of every DDPM and "
+                           "DDIM sample, so it must be trained. t runs over 0 … T − 1 (0-based, unlike the "
+                           "papers' 1 … T): torch.randint(0, schedule.T, (N,))")
+    if t.max() < sch.T - 1:
+        raise CheckFailure(f"t = T − 1 = {sch.T - 1} was never drawn (768 samples): the noisiest step, where "
+                           "sampling starts, is never trained. torch.randint's upper bound is exclusive: "
+                           "torch.randint(0, schedule.T, (N,))")
     if t.unique().numel() < sch.T - 2:
         raise CheckFailure(f"only {t.unique().numel()} of the {sch.T} time steps were drawn in 768 "
                            "samples: draw t uniformly from all of 0 … T − 1 (torch.randint(0, T, (N,)))")
+    # uniform over the T steps: Pearson's χ² with T − 1 = 19 degrees of freedom exceeds 70 with
+    # probability about 1e-7 for a uniform draw (a stratified draw is even closer to uniform)
+    counts = torch.bincount(t, minlength=sch.T).double()
+    expected = len(t) / sch.T
+    chi2 = ((counts - expected) ** 2 / expected).sum().item()
+    if chi2 > 70:
+        raise CheckFailure(f"t is not uniform over 0 … T − 1 (χ² = {chi2:.0f} over 19 degrees of freedom; "
+                           f"step 0 drawn {int(counts[0])} times, step {sch.T - 1} {int(counts[-1])} times, "
+                           f"about {expected:.0f} each expected): the simple loss draws t ~ U{{0 … T − 1}}, "
+                           "torch.randint(0, schedule.T, (N,))")
     eps = epss[0]
     if torch.allclose(eps, eps[:1].expand_as(eps), atol=1e-4):
         raise CheckFailure("every sample got the same noise: the noise is shared across the batch. "
@@ -298,6 +407,7 @@ def _(fn):
     out = _scalar(_eps_loss(fn, x0, sch, offset=0.5)["out"])
     if _close(out, torch.tensor(0.25)):
         return
+    _formula_first(fn, x0, sch, "the reduction cannot be read off")
     if _close(out, torch.tensor(0.25 * 16)):
         raise CheckFailure("you summed the squared error over pixels and averaged over the batch: "
                            "the simple loss is a mean over every element (F.mse_loss)")
@@ -307,7 +417,9 @@ def _(fn):
     if _close(out, torch.tensor(0.5)):
         raise CheckFailure("you returned the mean absolute (or root-mean-squared) error: the simple "
                            "loss is the mean *squared* error")
-    raise CheckFailure(f"with a prediction off by 0.5 everywhere the loss must be 0.25, got {out.item():.4g}")
+    raise CheckFailure(f"with a prediction off by 0.5 everywhere the loss must be 0.25, got {out.item():.4g}: "
+                       "the simple loss is the unweighted mean of (ε_θ − ε)² (a per-step weighting, such as "
+                       "the ELBO's, is a different loss)")
 
 
 @dl.case("gradient reaches the model")
@@ -319,8 +431,22 @@ def _(fn):
     if not obs["requires_grad"]:
         raise CheckFailure("the loss carries no gradient: the model's output was detached (.detach(), "
                            ".item(), torch.no_grad or numpy) — training would not move it")
-    if obs["scale_grad"] is None or obs["scale_grad"].abs() < 1e-6:
+    if obs["scale_grad"] is None:
         raise CheckFailure("no gradient reaches the model's parameters")
+    _formula_first(fn, x0, sch, "the gradient cannot be compared")
+    if not _close(obs["out"], torch.tensor(0.25)):
+        raise CheckFailure("(follows from the ✗ on the loss's value: the gradient of a differently reduced "
+                           "loss differs too)")
+    # the probe's output is scale·ε + 0.5 with ε the noise used, so d loss / d scale = mean(ε) exactly
+    eps = []
+    for x_t, t in obs["seen"]:
+        a = _col(sch.alpha_bar[torch.as_tensor(t).long().reshape(-1)], x_t)
+        eps.append((x_t - a.sqrt() * x0) / (1 - a).sqrt())
+    want = eps[-1].mean()
+    got = obs["scale_grad"].reshape(())
+    if not torch.isfinite(got) or abs(got - want) > 1e-4 + 1e-3 * abs(want):
+        raise CheckFailure(f"the gradient reaching the model is {got.item():.4g}, the simple loss gives "
+                           f"{want.item():.4g}: backpropagate through mean((eps_model(x_t, t) − ε)²) itself")
 
 
 @dl.case("leaves x0 unchanged")
@@ -346,6 +472,9 @@ def _ddim_inputs(shape, seed):
     return x_t, eps, ab_t, ab_prev
 
 
+_DDN = ("x_t", "eps", "alpha_bar_t", "alpha_bar_prev")
+
+
 def _ddim_ref(x_t, eps, ab_t, ab_prev):
     a, p = _col(ab_t, x_t), _col(ab_prev, x_t)
     x0 = (x_t - (1 - a).sqrt() * eps) / a.sqrt()
@@ -354,9 +483,10 @@ def _ddim_ref(x_t, eps, ab_t, ab_prev):
 
 @dd.case("ᾱ broadcast over points and images")
 def _(fn):
-    for shape in [(6, 2), (5, 1, 8, 8), (8, 3, 4, 8)]:
+    for shape in [(6, 2), (5, 1, 8, 8), (8, 3, 4, 8), (4, 5, 3)]:
         args = _ddim_inputs(shape, 0)
-        out = _call_broadcast(fn, args, "alpha_bar_t")
+        out = _call_broadcast(fn, args, "alpha_bar_t", _DDN)
+        _extra_dims(out, args[0], "alpha_bar_t")
         expect_tensor(out, shape, "x_prev")
         if len(shape) > 2 and not _close(out, _ddim_ref(*args)):
             pts = _ddim_inputs((6, 2), 0)
@@ -368,7 +498,8 @@ def _(fn):
 @dd.case("x̂0 = (x_t − √(1 − ᾱ_t)·ε)/√ᾱ_t, then re-noised to ᾱ_prev")
 def _(fn):
     x_t, eps, ab_t, ab_prev = _ddim_inputs((64, 3), 1)
-    out = fn(x_t, eps, ab_t, ab_prev)
+    out = _call_broadcast(fn, (x_t, eps, ab_t, ab_prev), "alpha_bar_t", _DDN)
+    _extra_dims(out, x_t, "alpha_bar_t")
     expect_tensor(out, x_t.shape, "x_prev")
     if _close(out, _ddim_ref(x_t, eps, ab_t, ab_prev)):
         return
@@ -392,6 +523,13 @@ def _(fn):
          "x̂0 was not divided by √ᾱ_t: x̂0 = (x_t − √(1 − ᾱ_t)·ε) / √ᾱ_t"),
         (p.sqrt() * x_t + (1 - p).sqrt() * eps, "x_t was used where the x0 estimate belongs: first "
          "x̂0 = (x_t − √(1 − ᾱ_t)·ε)/√ᾱ_t, then x_prev = √ᾱ_prev·x̂0 + √(1 − ᾱ_prev)·ε"),
+        (p.sqrt() * x0.clamp(-1, 1) + (1 - p).sqrt() * eps,
+         "you clipped x̂0 to [−1, 1]: the step here is the plain DDIM update (the chapter compares it with "
+         "sample_ddim(..., clip=False)); clipping is an option of a sampler for images, not part of the step"),
+        (x0, "you returned the x0 estimate x̂0: the step goes on to x_prev = √ᾱ_prev·x̂0 + √(1 − ᾱ_prev)·ε"),
+        ((p.sqrt() * (1 - a / p) / (1 - a)) * x0 + ((a / p).sqrt() * (1 - p) / (1 - a)) * x_t,
+         "that is the DDPM posterior mean μ̃(x_t, x̂0) (the η = 1 step without its noise): DDIM with η = 0 "
+         "re-noises x̂0 with the same ε, x_prev = √ᾱ_prev·x̂0 + √(1 − ᾱ_prev)·ε"),
     ]
     for w, msg in wrong:
         if _close(out, w):
@@ -407,7 +545,7 @@ def _(fn):
     x0, eps = torch.randn(16, 1, 4, 4, generator=g), torch.randn(16, 1, 4, 4, generator=g)
     ab_t, ab_prev = torch.full((16,), 0.2), torch.full((16,), 0.7)
     x_t = 0.2 ** 0.5 * x0 + 0.8 ** 0.5 * eps
-    out = fn(x_t, eps, ab_t, ab_prev)
+    out = _untouched(fn, (x_t, eps, ab_t, ab_prev), _DDN)
     want = 0.7 ** 0.5 * x0 + 0.3 ** 0.5 * eps
     if not _close(out, want, 1e-4):
         raise CheckFailure("with the exact noise, a DDIM step from ᾱ = 0.2 to 0.7 must land on "
@@ -426,9 +564,42 @@ def _(fn):
         raise CheckFailure("two calls on the same inputs differ: DDIM with η = 0 adds no fresh noise")
 
 
+def _eps_closed_form(x, t):
+    """A stand-in ε-model for the sampling loop: smooth in x, different at every step."""
+    return torch.tanh(x) * (0.5 + t.to(x.dtype)[:, None] / 200)
+
+
+@dd.case("a whole DDIM loop as the chapter runs it (T = 100, 10 steps, ᾱ_prev = 1 at the end)")
+def _(fn):
+    from genlib.diffusion import ddim_timesteps
+    sch = Schedule.cosine(100)
+    z = torch.randn(64, 2, generator=_gen(4))
+    ts = ddim_timesteps(sch.T, 10).tolist()
+    x, want = z.clone(), z.clone()
+    for i, j in zip(ts, ts[1:] + [-1]):
+        t = torch.full((64,), i, dtype=torch.long)
+        ab_t = sch.alpha_bar[t]
+        ab_prev = sch.alpha_bar[torch.full_like(t, j)] if j >= 0 else torch.ones_like(ab_t)
+        x = _untouched(fn, (x, _eps_closed_form(x, t), ab_t, ab_prev), _DDN)
+        expect_tensor(x, z.shape, f"x_prev at step {i}")
+        if x.dtype != z.dtype:
+            raise CheckFailure(f"x_prev has dtype {x.dtype} for float32 inputs: keep the inputs' dtype, the "
+                               "sampler feeds it back into the model")
+        want = _ddim_ref(want, _eps_closed_form(want, t), ab_t, ab_prev)
+        if not torch.isfinite(x).all():
+            raise CheckFailure(f"x_prev contains NaN or inf at step t = {i} (ᾱ_t = {ab_t[0].item():.2g}): "
+                               "divide by √ᾱ_t, and take no square root of a negative number")
+    if not _close(x, want, 1e-4):
+        raise CheckFailure("over a whole 10-step DDIM loop from t = 99 (ᾱ ≈ 2e-5) down to ᾱ_prev = 1 your "
+                           "steps drift from the reference: check the step at the extremes of ᾱ")
+
+
 # ============================================================================ guidance
 gd = register("diffusion.guided", guided,
               "classifier-free guidance: uncond + scale·(cond − uncond)")
+
+
+_GN = ("cond", "uncond", "scale")
 
 
 def _g_inputs(seed=0, shape=(8, 1, 4, 4)):
@@ -439,7 +610,7 @@ def _g_inputs(seed=0, shape=(8, 1, 4, 4)):
 @gd.case("scale 0 is the unconditional, scale 1 the conditional prediction")
 def _(fn):
     cond, uncond = _g_inputs(0)
-    o0, o1 = fn(cond, uncond, 0.0), fn(cond, uncond, 1.0)
+    o0, o1 = _untouched(fn, (cond, uncond, 0.0), _GN), _untouched(fn, (cond, uncond, 1.0), _GN)
     expect_tensor(o0, cond.shape, "the guided prediction")
     if _close(o1, uncond) and _close(o0, cond):
         raise CheckFailure("scale 1 returned the unconditional and scale 0 the conditional prediction: "
@@ -463,7 +634,7 @@ def _(fn):
 @gd.case("extrapolates beyond the conditional for scale > 1")
 def _(fn):
     cond, uncond = _g_inputs(1)
-    out = fn(cond, uncond, 3.0)
+    out = _untouched(fn, (cond, uncond, 3.0), _GN)
     expect_tensor(out, cond.shape, "the guided prediction")
     if _close(out, uncond + 3 * (cond - uncond)):
         return
@@ -485,10 +656,14 @@ def _(fn):
 def _(fn):
     cond, uncond = _g_inputs(2)
     s = torch.linspace(0, 4, 8).view(8, 1, 1, 1)
-    out = fn(cond, uncond, s)
-    if not _close(out, uncond + s * (cond - uncond)):
-        raise CheckFailure("with a tensor scale the result is wrong: use plain arithmetic, "
-                           "uncond + scale * (cond - uncond), no .item() or float(scale)")
+    out = _untouched(fn, (cond, uncond, s), _GN)
+    if _close(out, uncond + s * (cond - uncond)):
+        return
+    if not all(_close(_untouched(fn, (cond, uncond, v), _GN), uncond + v * (cond - uncond))
+               for v in (0.0, 1.0, 2.5)):
+        raise CheckFailure("(follows from the ✗ above: the formula is already wrong for a float scale)")
+    raise CheckFailure("right for a float scale but wrong for a tensor scale of shape (N, 1, 1, 1): use "
+                       "plain arithmetic, uncond + scale * (cond - uncond), no .item() or float(scale)")
 
 
 @gd.case("leaves cond and uncond unchanged")
@@ -502,6 +677,9 @@ ip = register("flow.interpolate", interpolate,
               "the linear path x_t = (1 − t)·x0 + t·x1, x0 noise, x1 data, t: (N,) in [0, 1]")
 
 
+_IPN = ("x0", "x1", "t")
+
+
 def _path_inputs(shape, seed):
     g = _gen(seed)
     return (torch.randn(*shape, generator=g), torch.randn(*shape, generator=g) + 2,
@@ -510,9 +688,10 @@ def _path_inputs(shape, seed):
 
 @ip.case("t broadcast over points (N, 2) and images (N, C, H, W)")
 def _(fn):
-    for shape in [(6, 2), (5, 1, 8, 8), (8, 3, 4, 8)]:
+    for shape in [(6, 2), (5, 1, 8, 8), (8, 3, 4, 8), (4, 5, 3)]:
         x0, x1, t = _path_inputs(shape, 0)
-        out = _call_broadcast(fn, (x0, x1, t), "t")
+        out = _call_broadcast(fn, (x0, x1, t), "t", _IPN)
+        _extra_dims(out, x0, "t")
         expect_tensor(out, shape, "x_t")
         tt = _col(t, x0)
         if len(shape) > 2 and not _close(out, (1 - tt) * x0 + tt * x1):
@@ -530,7 +709,8 @@ def _(fn):
 def _(fn):
     x0, x1, _ = _path_inputs((4, 2), 1)
     t = torch.tensor([0.0, 1.0, 0.0, 1.0])
-    out = fn(x0, x1, t)
+    out = _call_broadcast(fn, (x0, x1, t), "t", _IPN)
+    _extra_dims(out, x0, "t")
     expect_tensor(out, x0.shape, "x_t")
     want = torch.stack([x0[0], x1[1], x0[2], x1[3]])
     if _close(out, want):
@@ -544,7 +724,8 @@ def _(fn):
 @ip.case("linear in t: (1 − t)·x0 + t·x1")
 def _(fn):
     x0, x1, t = _path_inputs((64, 3), 2)
-    out = fn(x0, x1, t)
+    out = _call_broadcast(fn, (x0, x1, t), "t", _IPN)
+    _extra_dims(out, x0, "t")
     expect_tensor(out, x0.shape, "x_t")
     tt = t[:, None]
     if _close(out, (1 - tt) * x0 + tt * x1):
@@ -565,6 +746,20 @@ def _(fn):
     _untouched(fn, _path_inputs((4, 1, 4, 4), 3), ("x0", "x1", "t"))
 
 
+@ip.case("as the chapter calls it: one time expanded over the batch")
+def _(fn):
+    # the chapter draws paths with interpolate(z, data, t_k.expand(N)): a 0-d time broadcast (stride 0)
+    x0, x1, _ = _path_inputs((500, 2), 4)
+    for tk in torch.linspace(0, 1, 5):
+        t = tk.expand(500)
+        out = _call_broadcast(fn, (x0, x1, t), "t", _IPN)
+        _extra_dims(out, x0, "t")
+        expect_tensor(out, x0.shape, "x_t")
+        if not _close(out, (1 - tk) * x0 + tk * x1):
+            raise CheckFailure(f"with t = torch.tensor({tk.item():g}).expand(N), as the chapter passes it, x_t "
+                               "differs from (1 − t)·x0 + t·x1")
+
+
 # ============================================================================ flow: velocity target
 vt = register("flow.velocity_target", velocity_target,
               "the velocity of the straight path from noise x0 to data x1: x1 − x0")
@@ -574,7 +769,7 @@ vt = register("flow.velocity_target", velocity_target,
 def _(fn):
     g = _gen(0)
     x0, x1 = torch.randn(32, 2, generator=g), torch.randn(32, 2, generator=g) + 3
-    out = fn(x0, x1)
+    out = _untouched(fn, (x0, x1), ("x0", "x1"))
     expect_tensor(out, x0.shape, "the velocity")
     if _close(out, x1 - x0):
         return
@@ -611,7 +806,7 @@ def _(fn):
     x0, x1 = torch.randn(16, 3, generator=g), torch.randn(16, 3, generator=g)
     t, h = torch.full((16,), 0.3), 1e-3
     fd = (interpolate(x0, x1, t + h) - interpolate(x0, x1, t - h)) / (2 * h)
-    if not _close(fn(x0, x1), fd, 1e-2):
+    if not _close(_untouched(fn, (x0, x1), ("x0", "x1")), fd, 1e-2):
         raise CheckFailure("the target must equal d x_t / dt of the path (1 − t)·x0 + t·x1")
 
 
@@ -644,10 +839,28 @@ def _fm_call(fn, *args, **kw):
         raise
 
 
+def _fm_obs(fn, x0, x1, t, y=None, **kw):
+    """The learner's loss on a VProbe; in-place writes and a t the chapter's models cannot take are
+    named before any value is compared."""
+    before = [x0.clone(), x1.clone(), t.clone()]
+    obs = _fm_call(probe, fn, P.flow_loss, x0, x1, t, *(() if y is None else (y,)), **kw)
+    _inputs_untouched(before, obs["inputs_after"], ("x0", "x1", "t"))
+    if not obs["calls"]:
+        raise CheckFailure("the model was never called: the loss is mean((v_model(x_t, t, y) − (x1 − x0))²)")
+    for _, t_in, _ in obs["calls"]:
+        if not torch.is_tensor(t_in):
+            raise CheckFailure(f"the model got t as {type(t_in).__name__}: pass the tensor t of shape (N,)")
+        if tuple(t_in.shape) != (x0.shape[0],):
+            raise CheckFailure(f"the model got t of shape {tuple(t_in.shape)}: pass it the original t of shape "
+                               f"(N,) = ({x0.shape[0]},). Reshape only the copy you use to broadcast over x0 "
+                               "(the chapter's TimeMLP and TinyUNet crash on a (N, 1, ..., 1) t)")
+    return obs
+
+
 @fm.case("one number: the mean squared error of the velocity")
 def _(fn):
     x0, x1, t = _fm_inputs((64, 2), 0)
-    out = _scalar(_fm_call(probe, fn, P.flow_loss, x0, x1, t)["out"])
+    out = _scalar(_fm_obs(fn, x0, x1, t)["out"])
     with torch.no_grad():
         want = _fm_ref(_VProbe(), x0, x1, t)
     if _close(out, want):
@@ -688,12 +901,17 @@ def _(fn):
 
 @fm.case("t broadcast over images (N, C, H, W)")
 def _(fn):
-    for shape in [(5, 1, 8, 8), (8, 3, 4, 8)]:
+    pts = _fm_inputs((64, 2), 0)
+    with torch.no_grad():
+        pts_ok = _close(_scalar(_fm_obs(fn, *pts)["out"]), _fm_ref(_VProbe(), *pts))
+    for shape in [(5, 1, 8, 8), (8, 3, 4, 8), (4, 5, 3)]:
         x0, x1, t = _fm_inputs(shape, 1)
-        out = _scalar(_fm_call(probe, fn, P.flow_loss, x0, x1, t)["out"])
+        out = _scalar(_fm_obs(fn, x0, x1, t)["out"])
         with torch.no_grad():
             want = _fm_ref(_VProbe(), x0, x1, t)
         if not _close(out, want):
+            if not pts_ok:
+                raise CheckFailure("(follows from the first ✗: the loss is already wrong for (N, 2) points)")
             raise CheckFailure(f"right for points but wrong for inputs of shape {shape}: "
                                + _broadcast_hint("t"))
 
@@ -702,28 +920,26 @@ def _(fn):
 def _(fn):
     x0, x1, t = _fm_inputs((16, 2), 2)
     y = torch.arange(16) % 10
-    obs = _fm_call(probe, fn, P.flow_loss, x0, x1, t, y)
+    obs = _fm_obs(fn, x0, x1, t, y)
     out = _scalar(obs["out"])
-    if not obs["calls"]:
-        raise CheckFailure("the model was never called")
     x_in, t_in, y_in = obs["calls"][-1]
-    if not torch.is_tensor(t_in) or torch.as_tensor(t_in).numel() != 16:
-        raise CheckFailure("pass the model t as a tensor with one time per sample (N,)")
     if y_in is None:
         raise CheckFailure("the labels y were not passed to the model: call v_model(x_t, t, y) so a "
                            "class-conditional model knows which digit to draw")
     with torch.no_grad():
         want = _fm_ref(_VProbe(), x0, x1, t, y)
     if not _close(out, want):
-        raise CheckFailure("with labels the loss differs from mean((v_model(x_t, t, y) − (x1 − x0))²)")
+        with torch.no_grad():
+            if not _close(_scalar(_fm_obs(fn, x0, x1, t)["out"]), _fm_ref(_VProbe(), x0, x1, t)):
+                raise CheckFailure("(follows from the first ✗: the loss is already wrong without labels)")
+        raise CheckFailure("with labels the loss differs from mean((v_model(x_t, t, y) − (x1 − x0))²): pass y "
+                           "unchanged, v_model(x_t, t, y)")
 
 
 @fm.case("gradient reaches the model, inputs unchanged")
 def _(fn):
     x0, x1, t = _fm_inputs((32, 1, 4, 4), 3)
-    before = [x0.clone(), x1.clone(), t.clone()]
-    obs = _fm_call(probe, fn, P.flow_loss, x0, x1, t, backward=True)
-    _inputs_untouched(before, obs["inputs_after"], ("x0", "x1", "t"))
+    obs = _fm_obs(fn, x0, x1, t, backward=True)
     out = _scalar(obs["out"])
     if not obs["requires_grad"]:
         raise CheckFailure("the loss carries no gradient: the model's output was detached (.detach(), "
@@ -734,6 +950,10 @@ def _(fn):
     m2 = _VProbe()
     _fm_ref(m2, x0.clone(), x1.clone(), t.clone()).backward()
     if not _close(w_grad, m2.w.grad, 1e-3):
+        with torch.no_grad():
+            if not _close(out, _fm_ref(_VProbe(), x0, x1, t)):
+                raise CheckFailure("(follows from the ✗ on the loss's value: a different loss has a different "
+                                   "gradient)")
         raise CheckFailure("the gradient differs from that of the flow matching loss: is the target "
                            "(x1 − x0) or x_t computed from something that carries the model's gradient?")
 
