@@ -58,7 +58,7 @@ def _pair(out):
     return out
 
 
-@qz.case("returns z_q (N, D, H, W) and idx (N, H, W) int64")
+@qz.case("returns z_q (N, D, H, W) and idx (N, H, W) of integers")
 def _(fn):
     z, cb = _vq_case()
     z_q, idx = _pair(_untouched(fn, (z, cb), ("z", "codebook")))
@@ -70,8 +70,11 @@ def _(fn):
         raise CheckFailure(f"idx has shape {tuple(idx.shape)}: reshape it to (N, H, W) = (3, 5, 6), "
                            "one code index per spatial position")
     expect_tensor(idx, (3, 5, 6), "idx")
-    if idx.dtype != torch.int64:
-        raise CheckFailure(f"idx has dtype {idx.dtype}; indices are int64 (argmin returns them)")
+    if idx.dtype not in (torch.int64, torch.int32):
+        raise CheckFailure(f"idx has dtype {idx.dtype}; indices are integers (argmin returns int64), so "
+                           "that codebook[idx] can look the codes up")
+    if z_q.dtype != z.dtype:
+        raise CheckFailure(f"z_q has dtype {z_q.dtype} for {z.dtype} inputs: keep z's dtype")
 
 
 @qz.case("picks the nearest code by Euclidean distance")
@@ -96,6 +99,11 @@ def _(fn):
     if torch.equal(idx, torch.cdist(flat, cb, p=1).argmin(1).view(shape)):
         raise CheckFailure("you used the L1 (Manhattan) distance; the nearest code is by Euclidean "
                            "distance ‖z − e‖₂")
+    if idx.shape == want.shape and torch.equal(idx, _ref_idx(z.transpose(2, 3), cb).transpose(1, 2)) or \
+            torch.equal(idx.reshape(-1), _ref_idx(z.transpose(2, 3), cb).reshape(-1)):
+        raise CheckFailure("every position got its nearest code, but idx is laid out (N, W, H): flattening "
+                           "with z.transpose(1, 3) puts W before H. Use z.permute(0, 2, 3, 1) (N, H, W, D) "
+                           "before reshaping, and view idx as (N, H, W)")
     wrong = z.reshape(-1, z.shape[1])
     if torch.equal(idx.reshape(-1), torch.cdist(wrong, cb).argmin(1)):
         raise CheckFailure("you reshaped z (N, D, H, W) straight to (-1, D): that mixes spatial "
@@ -115,8 +123,9 @@ def _(fn):
     if _close(z_q, want):
         return
     if _close(z_q, z):
-        raise CheckFailure("z_q equals z: nothing was quantised. The forward value must be the code "
-                           "e = codebook[idx]; only the gradient goes straight through to z")
+        raise CheckFailure("z_q equals z: nothing was quantised (e + (z − e).detach() has the value z). The "
+                           "forward value must be the code e = codebook[idx]; only the gradient goes straight "
+                           "through to z: z + (e − z).detach()")
     if _close(z_q, cb[_ref_idx(z, cb)].reshape(z.shape)):
         raise CheckFailure("z_q holds the right codes in the wrong layout: codebook[idx] is "
                            "(N, H, W, D); permute it to (N, D, H, W), do not .view() it")
@@ -167,6 +176,18 @@ def _nce_inputs(seed=0, n=6, e=5):
     return i, t * torch.linspace(3.0, 0.7, n).unsqueeze(1)
 
 
+def _nce_call(fn, *args):
+    try:
+        return fn(*args)
+    except (ValueError, IndexError, RuntimeError) as e:
+        if "size" in str(e) or "shape" in str(e) or "bound" in str(e) or "Expected input batch" in str(e):
+            n, e_dim = args[0].shape
+            raise CheckFailure(f"with {n} pairs of {e_dim}-dim embeddings your loss crashed ({str(e)[:100]}): "
+                               "the targets are torch.arange(N), one per pair (N = len(img_emb)), not "
+                               "arange(E), and the logits are N×N (img @ txt.T)") from None
+        raise
+
+
 def _scalar(out):
     if torch.is_tensor(out) and out.dim() == 1 and out.numel() > 1:
         raise CheckFailure(f"the loss has shape {tuple(out.shape)}: average the per-pair "
@@ -178,14 +199,14 @@ def _scalar(out):
 @nce.case("returns a scalar")
 def _(fn):
     i, t = _nce_inputs()
-    _scalar(_untouched(fn, (i, t, 0.1), ("img_emb", "txt_emb", "temperature")))
+    _scalar(_nce_call(lambda *a: _untouched(fn, a, ("img_emb", "txt_emb", "temperature")), i, t, 0.1))
 
 
 @nce.case("value: cosine / temperature, both directions, matches on the diagonal")
 def _(fn):
     i, t = _nce_inputs(1)
     tau = 0.2
-    out = _scalar(fn(i, t, tau))
+    out = _scalar(_nce_call(fn, i, t, tau))
     want = _nce_ref(i, t, tau)
     if _close(out, want):
         return
@@ -232,12 +253,15 @@ def _(fn):
 @nce.case("embedding lengths do not matter; uses the diagonal for any N ≠ E")
 def _(fn):
     i, t = _nce_inputs(2, n=9, e=3)
-    a = _scalar(fn(i, t, 0.1))
-    b = _scalar(fn(i * 7.0, t * 0.01, 0.1))
+    a = _scalar(_nce_call(fn, i, t, 0.1))
+    b = _scalar(_nce_call(fn, i * 7.0, t * 0.01, 0.1))
     if not _close(a, b):
         raise CheckFailure("scaling the embeddings changed the loss: normalise them inside "
                            "(F.normalize(emb, dim=-1))")
     if not _close(a, _nce_ref(i, t, 0.1)):
+        i1, t1 = _nce_inputs(1)
+        if not _close(_scalar(_nce_call(fn, i1, t1, 0.2)), _nce_ref(i1, t1, 0.2)):
+            raise CheckFailure("(follows from the ✗ on the value: the loss is already wrong for 6 pairs)")
         raise CheckFailure("wrong value with 9 pairs of 3-dim embeddings: the logits are N×N "
                            "(img @ txt.T), not E×E")
 
@@ -246,7 +270,7 @@ def _(fn):
 def _(fn):
     i, t = _nce_inputs(3)
     i, t = i.clone().requires_grad_(True), t.clone().requires_grad_(True)
-    out = _scalar(fn(i, t, 0.1))
+    out = _scalar(_nce_call(fn, i, t, 0.1))
     if not out.requires_grad:
         raise CheckFailure("the loss carries no gradient (.item(), .detach() or numpy inside?)")
     out.backward()
@@ -254,6 +278,35 @@ def _(fn):
         if x.grad is None or x.grad.abs().max() < 1e-8:
             raise CheckFailure(f"no gradient reaches {name}: a detached side stops that encoder "
                                "from learning")
+    # gradients by value: compare with autograd of the reference written out here
+    i2, t2 = i.detach().clone().requires_grad_(True), t.detach().clone().requires_grad_(True)
+    _nce_ref(i2, t2, 0.1).backward()
+    for name, x, ref in (("img_emb", i, i2), ("txt_emb", t, t2)):
+        if not _close(x.grad, ref.grad, 1e-4):
+            if not _close(out, _nce_ref(i.detach(), t.detach(), 0.1)):
+                raise CheckFailure("(follows from the ✗ on the value: a different loss has a different gradient)")
+            ratio = (x.grad.norm() / ref.grad.norm()).item()
+            raise CheckFailure(f"the loss's value is right but its gradient with respect to {name} is "
+                               f"{ratio:.2f}× the true one: part of the loss is cut from the graph (a "
+                               ".detach() on one direction, e.g. logits.t().detach()). Both directions "
+                               "must backpropagate into both encoders")
+
+
+@nce.case("stable at CLIP's temperature 0.01, nearly aligned pairs")
+def _(fn):
+    # CLIP clips its logit scale at 100 (τ = 0.01): cos/τ reaches ±100, exp(100) overflows float32
+    g = _gen(5)
+    i = torch.randn(16, 8, generator=g)
+    t = i + 0.01 * torch.randn(16, 8, generator=g)
+    out = _scalar(_nce_call(fn, i.clone(), t.clone(), 0.01))
+    want = _nce_ref(i, t, 0.01)
+    if not torch.isfinite(out):
+        raise CheckFailure(f"at temperature 0.01 your loss is {out.item()}: exp(cos/τ) overflows float32 when "
+                           "cos/τ ≈ 100. Use F.cross_entropy (or log_softmax), which subtract the row's "
+                           "maximum before exponentiating, instead of a hand-written softmax")
+    if not _close(out, want, 1e-3):
+        raise CheckFailure(f"at temperature 0.01 the loss is {out.item():.4g}, expected {want.item():.4g}: "
+                           "compute it with F.cross_entropy on the logits, which stays exact at large logits")
 
 
 # ============================================================================ projection_logit
@@ -311,21 +364,42 @@ def _(fn):
     if _close(out, phi @ w + b + (v[(y + 1) % len(v)] * phi).sum(1)) or \
             _close(out, phi @ w + b + (v[(y - 1) % len(v)] * phi).sum(1)):
         raise CheckFailure("off-by-one labels: index the embedding with y itself, embed[y]")
+    if _close(out, phi @ w + b + v[y].sum(1)):
+        raise CheckFailure("you added the class embedding's entries (a per-class bias) without the inner "
+                           "product with phi: the projection term is ⟨embed[y], phi⟩ = (embed[y] * phi).sum(1)")
+    if _close(out, phi @ w + b + (v[y] * phi).mean(1)):
+        raise CheckFailure("you averaged the products over the features: the inner product ⟨embed[y], phi⟩ "
+                           "is their sum, (embed[y] * phi).sum(1)")
+    if _close(out, phi @ w + b + (v[y] * phi).sum().expand(len(phi))):
+        raise CheckFailure("you summed the products over the whole batch (.sum() without dim): sum over "
+                           "the features of each sample, (embed[y] * phi).sum(1)")
     raise CheckFailure("the logit differs from phi·w + b + ⟨embed[y], phi⟩")
 
 
-@pj.case("gradients reach phi and the class embedding")
+@pj.case("gradients reach phi, w, b and the class embedding, by value")
 def _(fn):
     phi, y, w, b, v = _pj_inputs(2)
     phi, v = phi.clone().requires_grad_(True), v.clone().requires_grad_(True)
+    w, b = w.clone().requires_grad_(True), b.clone().requires_grad_(True)
     out = fn(phi, y, w, b, v)
     expect_tensor(out, (7,), "the logit")
     if not out.requires_grad:
         raise CheckFailure("the logit carries no gradient")
     out.sum().backward()
+    # d Σ logit: ∂/∂phi_n = w + embed[y_n]; ∂/∂w = Σ_n phi_n; ∂/∂b = N; ∂/∂embed[k] = Σ_{n: y_n = k} phi_n
+    pd = phi.detach()
+    want_v = torch.zeros_like(v).index_add_(0, y, pd)
     if v.grad is None or v.grad.abs().max() < 1e-8:
         raise CheckFailure("no gradient reaches the class embedding, so it cannot learn")
-    if phi.grad is None or not _close(phi.grad, w.expand_as(phi) + v.detach()[y]):
+    if w.grad is None or not _close(w.grad, pd.sum(0)):
+        raise CheckFailure("the gradient reaching w is not Σ_n phi_n: ψ's weight would not learn (a "
+                           "w.detach() or a copy of w inside?). Use w as given: phi @ w")
+    if b.grad is None or not _close(b.grad, torch.tensor(float(len(pd)))):
+        raise CheckFailure("the gradient reaching b is not N: ψ's bias would not learn (b.item() or "
+                           "float(b) turn it into a constant). Add the tensor b itself")
+    if not _close(v.grad, want_v):
+        raise CheckFailure("∂/∂embed[k] must be the sum of phi over the samples of class k")
+    if phi.grad is None or not _close(phi.grad, w.detach().expand_as(pd) + v.detach()[y]):
         raise CheckFailure("∂logit/∂phi must be w + embed[y]")
 
 
@@ -389,6 +463,10 @@ def _(fn):
 @gl.case("scale 1 is the conditional model, 0 the unconditional, 3 extrapolates")
 def _(fn):
     c, u = _gl_inputs(1)
+    out3 = fn(c, u, 3.0)
+    if _close(out3, (u + 3.0 * (c - u)).softmax(-1)):
+        raise CheckFailure("you returned probabilities (a softmax of the guided logits): return the guided "
+                           "logits uncond + scale·(cond − uncond) themselves; the sampler applies the softmax")
     for s in (1.0, 0.0, 3.0, 0.5):
         out = fn(c, u, s)
         expect_tensor(out, c.shape, "the logits")
@@ -398,7 +476,9 @@ def _(fn):
             continue
         if s == 1.0 and _close(out.softmax(-1), (c + (c - u)).softmax(-1)):
             raise CheckFailure("at scale 1 you do not get the conditional logits: you wrote "
-                               "cond + scale·(cond − uncond); it is uncond + scale·(cond − uncond)")
+                               "cond + scale·(cond − uncond) = (1 + scale)·cond − scale·uncond, the w convention "
+                               "of Ho & Salimans (their w = scale − 1). Here scale 1 means the conditional "
+                               "model: uncond + scale·(cond − uncond)")
         if s == 1.0 and _close(out.softmax(-1), u.softmax(-1)):
             raise CheckFailure("cond and uncond are swapped: scale 1 must give the conditional model")
         if s == 0.0 and _close(out.softmax(-1), c.softmax(-1)):
