@@ -11,7 +11,12 @@
   here that re-derives or re-measures the fact and raises if it does not hold}).
 * ``genlib quiz [--topic T] [--difficulty D] [-n N] [--state PATH]``: asks, reveals on Enter,
   records a 1–3 self-rating, and brings weak questions back sooner (a small Leitner schedule counted
-  in sessions, stored in ``~/.genlib-quiz.json``).
+  in sessions, stored in ``~/.genlib-quiz.json``). After each answer it shows the deeper answer,
+  follow-ups, pitfalls and references. Progress is never lost: it is written atomically after each
+  rating and only then (quitting before a rating changes nothing); Ctrl-C and end of input stop
+  cleanly; an unreadable progress file is reported and kept as ``<name>.corrupt-<timestamp>``; a
+  ``--state`` the quiz could not save to is a one-line error before the first question; fewer
+  matching questions than ``-n`` asks for are announced.
   ``genlib quiz --mock [-n N] [--seconds S]``: a timed mock interview, N questions (default 5) from
   N different topics, at least one hard, each answer timed against S seconds (default 120).
   ``genlib quiz --print [--topic T] [--difficulty D] [-n N]``: a study sheet, no input needed;
@@ -21,11 +26,14 @@
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import math
+import os
 import re
 import sys
+import tempfile
 import textwrap
 from functools import lru_cache
 from pathlib import Path
@@ -205,24 +213,137 @@ INTERVALS = (1, 2, 4, 8, 16)  # sessions until a question in box b comes back
 RATINGS = {1: "missed it", 2: "partly", 3: "knew it"}
 
 
-def load_state(path) -> dict:
-    path = Path(path).expanduser()
-    if path.exists():
-        try:
-            state = json.loads(path.read_text(encoding="utf-8"))
-            if isinstance(state, dict) and isinstance(state.get("items"), dict):
-                return state
-        except json.JSONDecodeError:
-            pass  # a corrupt file starts afresh rather than crashing the quiz
+class QuizStateError(Exception):
+    """The progress file cannot be used (a directory, a missing or unwritable directory, …): the
+    quiz stops before the first question. ``str(e)`` is a one-line message for the learner."""
+
+
+class UnreadableState(QuizStateError):
+    """The progress file exists but cannot be read as quiz progress (bad JSON, wrong schema,
+    unreadable bytes or permissions). The file itself is left untouched."""
+
+
+def _state_problem(state) -> str | None:
+    """Why a parsed progress file is not quiz progress (None when it is)."""
+    if not isinstance(state, dict):
+        return f"expected a JSON object, found {type(state).__name__}"
+    if state.get("version", 1) != 1:
+        return f"version {state.get('version')!r} (this genlib reads version 1)"
+    session, items = state.get("session"), state.get("items")
+    if not isinstance(session, int) or isinstance(session, bool) or session < 0:
+        return f"'session' should be a count ≥ 0, found {session!r}"
+    if not isinstance(items, dict):
+        return "'items' should be an object of question ids"
+    for qid, item in items.items():
+        ok = (isinstance(item, dict)
+              and all(isinstance(item.get(k), int) and not isinstance(item.get(k), bool)
+                      for k in ("box", "seen", "due"))
+              and 0 <= item["box"] < len(INTERVALS)
+              and isinstance(item.get("ratings"), list)
+              and all(r in RATINGS for r in item["ratings"]))
+        if not ok:
+            return f"item {qid!r} is not a progress record (box, seen, due, ratings)"
+    return None
+
+
+def fresh_state() -> dict:
     return {"version": 1, "session": 0, "items": {}}
 
 
-def save_state(state: dict, path) -> None:
+def load_state(path) -> dict:
+    """The progress stored at ``path``, or a fresh state when there is no file yet.
+
+    Raises ``UnreadableState`` (and leaves the file alone) when the file exists but is not readable
+    quiz progress: the caller decides what to do with it (``run_quiz`` keeps it aside).
+    """
     path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(state, indent=1, sort_keys=True), encoding="utf-8")
-    tmp.replace(path)
+    if not path.exists():
+        return fresh_state()
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise UnreadableState(f"{path}: not valid JSON at line {e.lineno} column {e.colno}") from None
+    except UnicodeDecodeError:
+        raise UnreadableState(f"{path}: not UTF-8 text") from None
+    except OSError as e:
+        raise UnreadableState(f"{path}: cannot be read ({e.strerror or e})") from None
+    problem = _state_problem(state)
+    if problem:
+        raise UnreadableState(f"{path}: not quiz progress ({problem})")
+    return state
+
+
+def save_state(state: dict, path) -> None:
+    """Write ``state`` atomically: a temporary file in the same directory, then ``os.replace``, so
+    an interruption or a full disk leaves either the old file or the new one, never half of one."""
+    path = Path(path).expanduser()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        try:  # keep an existing file's permissions; a new file gets the usual ones (umask)
+            mode = path.stat().st_mode & 0o7777
+        except OSError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(state, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def check_state_path(path) -> Path:
+    """The expanded progress path, or ``QuizStateError`` with a one-line reason if the quiz could
+    not save there (checked before the first question, not after the first answer)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise QuizStateError(f"--state {path} is a directory; give a file, e.g. {path / 'quiz.json'}")
+    if path.exists() and not path.is_file():
+        raise QuizStateError(f"--state {path} is not a regular file")
+    parent = path.parent
+    if not parent.exists():
+        raise QuizStateError(f"--state {path}: the directory {parent} does not exist")
+    if not parent.is_dir():
+        raise QuizStateError(f"--state {path}: {parent} is not a directory")
+    try:  # the only reliable test of "can I write here" (permissions, read-only mounts, root)
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise QuizStateError(f"--state {path}: cannot write in {parent} ({e.strerror or e})") from None
+    return path
+
+
+def keep_aside(path) -> Path:
+    """Rename ``path`` to ``<name>.corrupt-<timestamp>`` (``-2``, ``-3`` … if that exists): a
+    file is never overwritten. Returns the new path."""
+    import time
+
+    path = Path(path)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target, k = path.with_name(f"{path.name}.corrupt-{stamp}"), 1
+    while True:
+        try:
+            os.link(path, target)  # fails if target exists: never overwrites
+        except FileExistsError:
+            k += 1
+            target = path.with_name(f"{path.name}.corrupt-{stamp}-{k}")
+            continue
+        except OSError:  # a file system without hard links
+            if target.exists() or target.is_symlink():
+                k += 1
+                target = path.with_name(f"{path.name}.corrupt-{stamp}-{k}")
+                continue
+            os.rename(path, target)
+            return target
+        os.unlink(path)
+        return target
 
 
 def rate(state: dict, qid: str, rating: int) -> dict:
@@ -233,11 +354,12 @@ def rate(state: dict, qid: str, rating: int) -> dict:
     """
     if rating not in RATINGS:
         raise ValueError(f"rating must be 1, 2 or 3, got {rating!r}")
-    item = state["items"].setdefault(qid, {"box": 0, "seen": 0, "ratings": []})
-    box = item["box"]
+    old = state["items"].get(qid, {"box": 0, "seen": 0, "ratings": []})
+    box = old["box"]
     box = 0 if rating == 1 else (min(box, 1) if rating == 2 else min(box + 1, len(INTERVALS) - 1))
-    item.update(box=box, seen=item["seen"] + 1, due=state["session"] + INTERVALS[box],
-                ratings=(item["ratings"] + [rating])[-5:])
+    item = dict(old, box=box, seen=old["seen"] + 1, due=state["session"] + INTERVALS[box],
+                ratings=(old["ratings"] + [rating])[-5:])
+    state["items"][qid] = item  # one assignment: an interruption never leaves half an item
     return item
 
 
@@ -290,8 +412,7 @@ def pick_mock(entries: list[dict], k: int = 5, seed: int = 0) -> list[dict]:
 
 
 def topic_chapter_map(entries=None) -> dict[str, list[str]]:
-    """Topic → the notebooks its questions link to (sorted), from the entries' links; a planned
-    chapter that does not exist yet is marked ``(planned)``."""
+    """Topic → the notebooks its questions link to (sorted file names), from the entries' links."""
     out: dict[str, set] = {t: set() for t in TOPICS}
     for e in entries if entries is not None else load_bank():
         nb = e["links"].get("notebook")
@@ -311,25 +432,41 @@ def format_reference(r: dict) -> str:
     return f"{r['paper']} ({r['year']})"
 
 
+def learner_notebook(link: str) -> str:
+    """A bank link (``solutions/NN_x.ipynb#Heading``) as a learner should follow it: the learner
+    copy in ``notebooks/`` (same headings, exercises left to do) when it exists."""
+    path, sep, heading = link.partition("#")
+    if path.startswith("solutions/"):
+        learner = "notebooks/" + path[len("solutions/"):]
+        if (ROOT / learner).exists():
+            return learner + sep + heading
+    return link
+
+
+def _after_answer(e: dict) -> list[str]:
+    """Follow-ups, pitfalls, references and where to read more: shown after the answer."""
+    lines = ["Follow-ups:"] + [_wrap("- " + f) for f in e["follow_ups"]]
+    lines += ["Pitfalls:"] + [_wrap("- " + p) for p in e["pitfalls"]]
+    lines.append(textwrap.fill("References: " + "; ".join(format_reference(r) for r in e["references"]),
+                               width=92, subsequent_indent="  ", break_on_hyphens=False))
+    where = [f"covers {', '.join(e['sources'])}"] if e["sources"] else []
+    if e["links"].get("notebook"):
+        where.append(f"notebook {learner_notebook(e['links']['notebook'])}")
+    if e["links"].get("function"):
+        where.append(f"code {e['links']['function']}")
+    if where:
+        lines.append(textwrap.fill("See: " + " · ".join(where), width=92, subsequent_indent="  ",
+                                   break_on_hyphens=False))
+    return lines
+
+
 def format_entry(e: dict, deep: bool = True) -> str:
     """A study-sheet block for one question."""
     lines = [f"## {e['id']} · {TOPICS[e['topic']]} · {e['difficulty']}", _wrap(e["question"], ""),
              "", "Answer:", _wrap(e["short_answer"])]
     if deep:
         lines += ["Deeper:", _wrap(e["deep_answer"])]
-    lines += ["Follow-ups:"] + [_wrap("- " + f) for f in e["follow_ups"]]
-    lines += ["Pitfalls:"] + [_wrap("- " + p) for p in e["pitfalls"]]
-    lines.append(textwrap.fill("References: " + "; ".join(format_reference(r) for r in e["references"]),
-                               width=92, subsequent_indent="  ", break_on_hyphens=False))
-    where = [f"covers {', '.join(e['sources'])}"] if e["sources"] else []
-    if e["links"].get("notebook"):
-        where.append(f"notebook {e['links']['notebook']}")
-    if e["links"].get("function"):
-        where.append(f"code {e['links']['function']}")
-    if where:
-        lines.append(textwrap.fill("See: " + " · ".join(where), width=92, subsequent_indent="  ",
-                                   break_on_hyphens=False))
-    return "\n".join(lines)
+    return "\n".join(lines + _after_answer(e))
 
 
 def study_sheet(entries: list[dict], title: str = "Study sheet") -> str:
@@ -353,20 +490,43 @@ def _ask(prompt: str, stdin, stdout) -> str | None:
     stdout.write(prompt)
     stdout.flush()
     line = stdin.readline()
-    if line == "":  # end of input: stop cleanly
+    if line == "":  # end of input (Ctrl-D): stop cleanly
         return None
     return line.strip().lower()
+
+
+def _plural(k: int, word: str) -> str:
+    return f"{k} {word}{'' if k == 1 else 's'}"
+
+
+def _match(k: int) -> str:
+    return "matches" if k == 1 else "match"
 
 
 def run_quiz(entries: list[dict], state_path, n: int = 5, stdin=None, stdout=None,
              mock: bool = False, seed: int | None = None, limit_s: float = 120.0,
              clock=None) -> dict:
-    """The interactive loop; saves the state after every rating.
+    """The interactive loop.
 
     Normal mode asks the ``n`` most urgent questions (``schedule``). ``mock=True`` is a timed mock
     interview: ``n`` questions from ``n`` different topics (``pick_mock``), each answer timed from
-    the question to the Enter key against ``limit_s`` seconds. Returns ``{"asked": [ids],
-    "ratings": {id: 1|2|3}, "seconds": {id: float}}``.
+    the question to the Enter key against ``limit_s`` seconds. After each answer come the deeper
+    answer, follow-ups, pitfalls and references. Fewer matching questions (or topics, in a mock)
+    than ``n`` are announced, not silently dropped.
+
+    Progress is never lost:
+
+    * a path the quiz could not save to (a directory, a missing or unwritable directory, not a
+      regular file) raises ``QuizStateError`` before the first question;
+    * the progress file is written atomically after every rating, and only then: quitting (``q``,
+      end of input, Ctrl-C) before the first rating leaves it exactly as it was;
+    * Ctrl-C stops the quiz like ``q``: what was rated is saved, no traceback;
+    * a progress file that cannot be read as quiz progress is reported in one line and left
+      untouched; the quiz starts afresh and, just before its first save, renames that file to
+      ``<name>.corrupt-<timestamp>`` (never overwriting anything).
+
+    Returns ``{"asked": [ids], "ratings": {id: 1|2|3}, "seconds": {id: float},
+    "interrupted": bool, "kept_aside": path of the renamed unreadable file or None}``.
     """
     import random
     import time
@@ -374,55 +534,91 @@ def run_quiz(entries: list[dict], state_path, n: int = 5, stdin=None, stdout=Non
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout
     clock = clock or time.monotonic
-    state = load_state(state_path)
+    path = check_state_path(state_path)
+    unreadable = None
+    try:
+        state = load_state(path)
+    except UnreadableState as e:
+        unreadable, state = e, fresh_state()
+        stdout.write(f"Unreadable progress file, {e}: starting afresh; at your first rating it is "
+                     f"kept as {path.name}.corrupt-<time>.\n")
     state["session"] += 1
+    result = {"asked": [], "ratings": {}, "seconds": {}, "interrupted": False, "kept_aside": None}
     if mock:
         n_topics = len({e["topic"] for e in entries})
         picked = pick_mock(entries, k=min(n, n_topics),
                            seed=random.randrange(10**6) if seed is None else seed) if entries else []
     else:
         picked = schedule(entries, state)[:n]
-    result = {"asked": [], "ratings": {}, "seconds": {}}
     if not picked:
         stdout.write("No questions match those filters.\n")
         return result
+    if len(picked) < n:
+        if mock:
+            stdout.write(f"A mock interview asks one question per topic, and only "
+                         f"{_plural(n_topics, 'topic')} {_match(n_topics)} these filters: "
+                         f"{_plural(len(picked), 'question')}, not {n}.\n")
+        else:
+            stdout.write(f"Only {_plural(len(picked), 'question')} {_match(len(picked))} these filters: this "
+                         f"session asks all of them, not {n}.\n")
+
+    def save():
+        if unreadable is not None and result["kept_aside"] is None and path.is_file():
+            result["kept_aside"] = str(keep_aside(path))
+            stdout.write(f"(The unreadable progress file is kept as {result['kept_aside']}.)\n")
+        try:
+            save_state(state, path)
+        except OSError as e:
+            raise QuizStateError(f"could not save progress to {path} ({e.strerror or e}); the "
+                                 "last rating is not saved") from None
+
     head = "mock interview" if mock else "quiz"
-    stdout.write(f"genlib {head} — session {state['session']}, {len(picked)} question(s). "
-                 "Answer aloud, then press Enter to compare. q quits.\n")
+    stdout.write(f"genlib {head} — session {state['session']}, {_plural(len(picked), 'question')}. "
+                 "Answer aloud, then press Enter to compare. q (or Ctrl-C) quits.\n")
     if mock:
         stdout.write(f"Timed: aim for under {limit_s:.0f} s per answer.\n")
-    for i, e in enumerate(picked, 1):
-        stdout.write(f"\n[{i}/{len(picked)}] {e['id']} · {TOPICS[e['topic']]} · {e['difficulty']}\n")
-        stdout.write(_wrap(e["question"], "") + "\n")
-        t0 = clock()
-        if _ask("(Enter reveals the answer) ", stdin, stdout) in (None, "q"):
-            break
-        took = clock() - t0
-        result["asked"].append(e["id"])
-        result["seconds"][e["id"]] = took
-        if mock:
-            verdict = "within time" if took <= limit_s else f"over the {limit_s:.0f} s limit"
-            stdout.write(f"You took {took:.0f} s ({verdict}).\n")
-        stdout.write("\nAnswer:\n" + _wrap(e["short_answer"]) + "\n")
-        stdout.write("Deeper:\n" + _wrap(e["deep_answer"]) + "\n")
-        stdout.write("Follow-ups: " + " | ".join(e["follow_ups"]) + "\n")
-        while True:
-            got = _ask("Rate yourself — 1 missed it, 2 partly, 3 knew it (q quits): ", stdin, stdout)
+    unsaved = False
+    try:
+        for i, e in enumerate(picked, 1):
+            stdout.write(f"\n[{i}/{len(picked)}] {e['id']} · {TOPICS[e['topic']]} · {e['difficulty']}\n")
+            stdout.write(_wrap(e["question"], "") + "\n")
+            t0 = clock()
+            if _ask("(Enter reveals the answer) ", stdin, stdout) in (None, "q"):
+                break
+            took = clock() - t0
+            result["asked"].append(e["id"])
+            result["seconds"][e["id"]] = took
+            if mock:
+                verdict = "within time" if took <= limit_s else f"over the {limit_s:.0f} s limit"
+                stdout.write(f"You took {took:.0f} s ({verdict}).\n")
+            stdout.write("\nAnswer:\n" + _wrap(e["short_answer"]) + "\n")
+            stdout.write("Deeper:\n" + _wrap(e["deep_answer"]) + "\n")
+            stdout.write("\n".join(_after_answer(e)) + "\n")
+            while True:
+                got = _ask("Rate yourself — 1 missed it, 2 partly, 3 knew it (q quits): ", stdin, stdout)
+                if got in (None, "q") or got in ("1", "2", "3"):
+                    break
+                stdout.write("Please type 1, 2 or 3.\n")
             if got in (None, "q"):
-                got = None
                 break
-            if got in ("1", "2", "3"):
-                break
-            stdout.write("Please type 1, 2 or 3.\n")
-        if got is None:
-            break
-        rate(state, e["id"], int(got))
-        result["ratings"][e["id"]] = int(got)
-        save_state(state, state_path)
-    save_state(state, state_path)
-    weak = [q for q, r in result["ratings"].items() if r == 1]
-    stdout.write(f"\nDone: {len(result['ratings'])} rated"
-                 + (f"; back next session: {', '.join(weak)}" if weak else "") + "\n")
+            unsaved = True
+            rate(state, e["id"], int(got))
+            result["ratings"][e["id"]] = int(got)
+            save()
+            unsaved = False
+    except KeyboardInterrupt:
+        result["interrupted"] = True
+        stdout.write("\nStopped (Ctrl-C).\n")
+        if unsaved:  # interrupted between a rating and its save
+            save()
+    rated = result["ratings"]
+    if rated:
+        soon = [q for q in rated if state["items"][q]["due"] == state["session"] + 1]
+        stdout.write(f"\nDone: {len(rated)} rated, progress saved in {path}"
+                     + (f"; back next session: {', '.join(soon)}" if soon else "") + "\n")
+    else:
+        stdout.write("\nDone: nothing rated"
+                     + (", progress file unchanged.\n" if path.exists() else ", nothing saved.\n"))
     if mock and result["seconds"]:
         slow = [q for q, t in result["seconds"].items() if t > limit_s]
         stdout.write(f"Time: {sum(result['seconds'].values()):.0f} s in all"
@@ -481,15 +677,27 @@ def _run_quiz_cli(args, stdin=None, stdout=None) -> int:
     entries = load_bank(args.topic, args.difficulty)
     if args.print_sheet:
         if args.n is not None:
+            if args.n > len(entries):
+                k = len(entries)
+                sys.stderr.write(f"genlib quiz: only {_plural(k, 'question')} {_match(k)} these "
+                                 f"filters; the sheet has all of them, not {args.n}\n")
             entries = entries[: args.n]
         parts = [TOPICS[args.topic] if args.topic else "all topics"]
         if args.difficulty:
             parts.append(args.difficulty)
         stdout.write(study_sheet(entries, "Study sheet: " + ", ".join(parts)))
         return 0
-    run_quiz(entries, args.state, n=args.n or 5, stdin=stdin, stdout=stdout,
-             mock=args.mock, limit_s=120.0 if args.seconds is None else args.seconds)
-    return 0
+    try:
+        result = run_quiz(entries, args.state, n=args.n or 5, stdin=stdin, stdout=stdout,
+                          mock=args.mock, limit_s=120.0 if args.seconds is None else args.seconds)
+    except QuizStateError as e:
+        stdout.flush()
+        sys.stderr.write(f"genlib quiz: {e}\n")
+        return 2
+    except KeyboardInterrupt:  # outside the question loop (which handles it itself)
+        stdout.write("\ngenlib quiz: stopped (Ctrl-C); nothing was changed since the last save.\n")
+        return 130
+    return 130 if result["interrupted"] else 0
 
 
 CLI_COMMANDS = {

@@ -84,15 +84,52 @@ def test_schedule_mixes_topics():
     assert order[:4] == ["vae", "gan", "vae", "gan"]
 
 
-def test_state_roundtrip_and_corrupt_file(tmp_path):
-    path = tmp_path / "sub" / "state.json"
+def test_state_roundtrip_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "state.json"
     assert interview.load_state(path)["items"] == {}
     state = interview.load_state(path)
     rate(state, "gan-1", 2)
     interview.save_state(state, path)
     assert interview.load_state(path)["items"]["gan-1"]["seen"] == 1
-    path.write_text("{not json")
-    assert interview.load_state(path)["items"] == {}
+    path.chmod(0o640)
+    before = path.read_bytes()
+    rate(state, "gan-2", 3)
+
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(interview.os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        interview.save_state(state, path)
+    assert path.read_bytes() == before, "a failed save leaves the old file whole"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"], "no temporary file left"
+    monkeypatch.undo()
+    interview.save_state(state, path)
+    assert set(interview.load_state(path)["items"]) == {"gan-1", "gan-2"}
+    assert path.stat().st_mode & 0o777 == 0o640, "an existing file keeps its permissions"
+    with pytest.raises(OSError):  # no silent mkdir of a mistyped directory
+        interview.save_state(state, tmp_path / "missing" / "state.json")
+
+
+@pytest.mark.parametrize("content,why", [
+    (b"{not json", "not valid JSON"),
+    (b'{"version": 1, "session": 3, "items": {"vae-1": {"box": 1, "se', "not valid JSON"),
+    (b"\xff\xfe\x00garbage", "not UTF-8"),
+    (b"[]", "expected a JSON object"),
+    (b'{"version": 1, "session": "three", "items": {}}', "'session'"),
+    (b'{"version": 1, "session": 2}', "'items'"),
+    (b'{"version": 1, "session": 2, "items": {"vae-1": {"box": 0, "seen": 1, "ratings": [1]}}}',
+     "item 'vae-1'"),
+    (b'{"version": 1, "session": 2, "items": {"vae-1": {"box": 9, "seen": 1, "due": 3, "ratings": []}}}',
+     "item 'vae-1'"),
+    (b'{"version": 2, "session": 2, "items": {}}', "version 2"),
+])
+def test_load_state_refuses_unreadable_and_leaves_it(tmp_path, content, why):
+    path = tmp_path / "state.json"
+    path.write_bytes(content)
+    with pytest.raises(interview.UnreadableState, match=why):
+        interview.load_state(path)
+    assert path.read_bytes() == content
 
 
 # ----------------------------------------------------------------------------- the quiz loop
@@ -276,3 +313,263 @@ def test_module_docstring_names_every_quiz_option():
     interview._add_quiz_arguments(p)
     options = {s for a in p._actions for s in a.option_strings if s.startswith("--")} - {"--help"}
     assert options and all(o in interview.__doc__ for o in options), options
+
+
+# ----------------------------------------------------------------------------- the quiz never loses progress
+class _Interrupting(io.StringIO):
+    """Scripted stdin whose next read after the script raises KeyboardInterrupt (Ctrl-C)."""
+
+    def readline(self, *args):
+        line = super().readline(*args)
+        if line == "":
+            raise KeyboardInterrupt
+        return line
+
+
+def _cli(argv, script="", stdin=None):
+    """Run `genlib quiz ARGV` in-process with scripted stdin; (exit code, stdout, stderr)."""
+    import argparse
+    from contextlib import redirect_stderr
+
+    p = argparse.ArgumentParser()
+    interview._add_quiz_arguments(p)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with redirect_stderr(err):
+            code = interview._run_quiz_cli(p.parse_args(argv), stdin=stdin or io.StringIO(script),
+                                           stdout=out)
+    except KeyboardInterrupt:  # would otherwise stop the whole pytest run
+        pytest.fail("Ctrl-C escaped the quiz:\n" + out.getvalue())
+    return code, out.getvalue(), err.getvalue()
+
+
+def _saved(path, *, session, n_items):
+    state = json.loads(path.read_text())
+    assert interview._state_problem(state) is None
+    assert state["session"] == session and len(state["items"]) == n_items, state
+    return state
+
+
+def test_corrupt_state_is_kept_aside_never_overwritten(tmp_path):
+    path = tmp_path / "q.json"
+    corrupt = b'{"version": 1, "session": 4, "items": {"vae-1": {"box": 2, "seen'  # a torn write
+    path.write_bytes(corrupt)
+    result, text = _quiz(interview.load_bank(topic="vae"), path, "\n3\n\n2\n", n=2)
+    notice = [line for line in text.splitlines() if "Unreadable progress file" in line]
+    assert len(notice) == 1 and "not valid JSON" in notice[0] and ".corrupt-" in notice[0]
+    aside = sorted(tmp_path.glob("q.json.corrupt-*"))
+    assert [str(a) for a in aside] == [result["kept_aside"]] and aside[0].read_bytes() == corrupt
+    assert f"kept as {aside[0]}" in text
+    _saved(path, session=1, n_items=2)
+    # a second unreadable file in the same second gets its own name: nothing is overwritten
+    path.write_text("[]")
+    stamp = aside[0].name.split(".corrupt-")[1]
+    clash = tmp_path / f"q.json.corrupt-{stamp}"
+    import time
+    original = time.strftime
+    time.strftime = lambda fmt, *a: stamp if fmt == "%Y%m%d-%H%M%S" else original(fmt, *a)
+    try:
+        result, text = _quiz(interview.load_bank(topic="vae"), path, "\n1\n", n=1)
+    finally:
+        time.strftime = original
+    assert clash.read_bytes() == corrupt, "the first kept file is untouched"
+    assert result["kept_aside"] == f"{clash}-2" and (tmp_path / f"{clash.name}-2").read_text() == "[]"
+    _saved(path, session=1, n_items=1)
+
+
+def test_unreadable_state_untouched_if_nothing_is_rated(tmp_path):
+    path = tmp_path / "q.json"
+    path.write_text("{not json")
+    for script in ("q\n", "", "\nq\n"):
+        result, text = _quiz(interview.load_bank(topic="gan"), path, script, n=2)
+        assert "Unreadable progress file" in text and result["kept_aside"] is None
+        assert path.read_text() == "{not json" and list(tmp_path.iterdir()) == [path]
+
+
+def test_unreadable_permissions_are_reported_and_kept(tmp_path, monkeypatch):
+    path = tmp_path / "q.json"
+    path.write_text('{"version": 1, "session": 1, "items": {}}')
+    real = interview.Path.read_text
+
+    def denied(self, *a, **k):
+        if self == path:
+            raise PermissionError(13, "Permission denied")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(interview.Path, "read_text", denied)
+    result, text = _quiz(interview.load_bank(topic="gan"), path, "\n3\n", n=1)
+    assert "cannot be read (Permission denied)" in text and result["kept_aside"]
+    monkeypatch.undo()
+    _saved(path, session=1, n_items=1)
+
+
+def test_ctrl_c_stops_cleanly_and_saves(tmp_path, capsys):
+    path = tmp_path / "q.json"
+    # Ctrl-C at the second question, after one rating
+    code, out, err = _cli(["--topic", "vae", "-n", "3", "--state", str(path)],
+                          stdin=_Interrupting("\n3\n"))
+    assert code == 130 and err == "" and "Traceback" not in out
+    assert "Stopped (Ctrl-C)" in out and "Done: 1 rated, progress saved" in out
+    _saved(path, session=1, n_items=1)
+    # Ctrl-C at the rating prompt of the next session: the earlier rating of it is kept
+    code, out, _ = _cli(["--topic", "vae", "-n", "3", "--state", str(path)],
+                        stdin=_Interrupting("\n2\n\n"))
+    assert code == 130 and "Done: 1 rated" in out
+    _saved(path, session=2, n_items=2)
+    # Ctrl-C before any rating: the file is not rewritten (the session count stays)
+    before = path.read_bytes()
+    code, out, _ = _cli(["--topic", "vae", "--state", str(path)], stdin=_Interrupting(""))
+    assert code == 130 and "nothing rated, progress file unchanged" in out
+    assert path.read_bytes() == before
+
+
+def test_ctrl_c_during_a_save_is_saved_again(tmp_path, monkeypatch):
+    path = tmp_path / "q.json"
+    real, calls = interview.save_state, []
+
+    def interrupted_once(state, p):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        real(state, p)
+
+    monkeypatch.setattr(interview, "save_state", interrupted_once)
+    try:
+        result, text = _quiz(interview.load_bank(topic="vae"), path, "\n1\n\n3\n", n=2)
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C during a save escaped the quiz")
+    assert result["interrupted"] and len(calls) == 2 and list(result["ratings"]) == result["asked"][:1]
+    assert _saved(path, session=1, n_items=1)["items"][result["asked"][0]]["ratings"] == [1]
+
+
+def test_ctrl_c_real_signal_no_traceback(tmp_path):
+    """A real SIGINT to `python -m genlib quiz` at the second question."""
+    import select
+    import signal
+    import time
+
+    state = tmp_path / "state.json"
+    env = dict(os.environ, PYTHONPATH=str(interview.ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "genlib", "quiz", "--topic", "gan", "-n", "3",
+                             "--state", str(state)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=str(interview.ROOT), env=env)
+    proc.stdin.write(b"\n2\n")
+    proc.stdin.flush()
+    seen, deadline = b"", time.monotonic() + 60
+    while b"[2/3]" not in seen or not seen.rstrip().endswith(b"(Enter reveals the answer)"):
+        assert time.monotonic() < deadline, seen.decode()
+        if select.select([proc.stdout], [], [], 1)[0]:
+            seen += os.read(proc.stdout.fileno(), 65536)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    out = (seen + out).decode()
+    assert proc.returncode == 130, (out, err)
+    assert b"Traceback" not in err and "Stopped (Ctrl-C)" in out
+    _saved(state, session=1, n_items=1)
+
+
+def test_end_of_input_saves_what_was_rated(tmp_path):
+    path = tmp_path / "q.json"
+    result, text = _quiz(interview.load_bank(topic="vae"), path, "\n3\n\n", n=3)
+    assert list(result["ratings"].values()) == [3] and "Done: 1 rated" in text
+    _saved(path, session=1, n_items=1)
+
+
+@pytest.mark.parametrize("make,fragment", [
+    (lambda d: d, "is a directory"),
+    (lambda d: d / "missing" / "q.json", "does not exist"),
+    (lambda d: [(d / "file").write_text("x"), d / "file" / "q.json"][1], "is not a directory"),
+])
+def test_bad_state_path_is_one_line_before_the_first_question(tmp_path, make, fragment):
+    code, out, err = _cli(["--topic", "vae", "--state", str(make(tmp_path))], "\n3\n")
+    assert code == 2 and err.count("\n") == 1 and err.startswith("genlib quiz: --state ")
+    assert fragment in err and "[1/" not in out and "Traceback" not in err
+    assert not (tmp_path / "missing").exists()
+
+
+def test_state_not_a_regular_file_is_refused(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # reading it would block forever: run in a subprocess with a time limit
+    env = dict(os.environ, PYTHONPATH=str(interview.ROOT))
+    proc = subprocess.run([sys.executable, "-m", "genlib", "quiz", "--state", str(fifo)],
+                          input="\n3\n", text=True, capture_output=True, timeout=120,
+                          cwd=str(interview.ROOT), env=env)
+    assert proc.returncode == 2 and "not a regular file" in proc.stderr and "[1/" not in proc.stdout
+
+
+def test_unwritable_state_directory_is_refused(tmp_path, monkeypatch):
+    # tests may run as root, where chmod cannot make a directory unwritable: refuse the probe instead
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(interview.tempfile, "mkstemp", refuse)
+    code, out, err = _cli(["--state", str(tmp_path / "q.json")], "\n3\n")
+    assert code == 2
+    assert err == (f"genlib quiz: --state {tmp_path / 'q.json'}: cannot write in {tmp_path} "
+                   "(Permission denied)\n")
+    assert "[1/" not in out
+
+
+def test_save_failure_mid_quiz_is_one_line(tmp_path, monkeypatch):
+    path = tmp_path / "q.json"
+
+    def full(state, p):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(interview, "save_state", full)
+    code, out, err = _cli(["--topic", "vae", "--state", str(path)], "\n3\n")
+    assert code == 2 and err.count("\n") == 1 and "No space left on device" in err
+    assert "Traceback" not in err
+
+
+def test_more_questions_than_exist_says_so(tmp_path, capsys):
+    n_speed = len(interview.load_bank(topic="speed"))
+    code, out, _ = _cli(["--topic", "speed", "-n", "100000", "--state", str(tmp_path / "q.json")], "q\n")
+    assert code == 0 and f"Only {n_speed} questions match these filters" in out and "not 100000" in out
+    assert f"[1/{n_speed}]" in out
+    code, out, _ = _cli(["--mock", "--topic", "speed", "--state", str(tmp_path / "q.json")], "q\n")
+    assert "only 1 topic matches these filters" in out and "1 question, not 5" in out and "[1/1]" in out
+    code, out, err = _cli(["--print", "--topic", "speed", "-n", "100000"])
+    assert code == 0 and f"only {n_speed} questions match" in err and out.count("Answer:") == n_speed
+    code, out, _ = _cli(["--topic", "speed", "-n", "2", "--state", str(tmp_path / "q.json")], "q\n")
+    assert "match these filters" not in out, "no note when there are enough"
+
+
+def test_quitting_before_answering_changes_nothing(tmp_path):
+    path = tmp_path / "q.json"
+    for script in ("q\n", "", "\nq\n", "\n\n"):  # q at the question, EOF, q at the rating, EOF there
+        result, text = _quiz(interview.load_bank(topic="gan"), path, script, n=2)
+        assert result["ratings"] == {} and not path.exists(), script
+        assert "nothing rated, nothing saved" in text
+    _quiz(interview.load_bank(topic="gan"), path, "\n1\n", n=1)
+    before, mtime = path.read_bytes(), path.stat().st_mtime_ns
+    for script in ("q\n", "", "\nq\n"):
+        result, text = _quiz(interview.load_bank(topic="gan"), path, script, n=2)
+        assert "session 2," in text, "the session counter is not advanced on disk"
+        assert path.read_bytes() == before and path.stat().st_mtime_ns == mtime
+        assert "nothing rated, progress file unchanged" in text
+
+
+def test_pitfalls_and_references_follow_the_answer(tmp_path):
+    result, text = _quiz(interview.load_bank(topic="vae"), tmp_path / "q.json", "\n2\n", n=1)
+    e = interview.get(result["asked"][0])
+    flat = " ".join(text.split())
+    answer = flat.index("Answer:")
+    assert answer < flat.index("Pitfalls:") < flat.index("References:")
+    assert " ".join(e["pitfalls"][0].split()) in flat
+    assert interview.format_reference(e["references"][0]) in flat
+    if e["links"]["notebook"]:
+        assert "notebook notebooks/" in flat and "solutions/" not in flat
+    assert flat.index("References:") < flat.index("Rate yourself")
+
+
+def test_summary_lists_every_question_due_next_session(tmp_path):
+    result, text = _quiz(interview.load_bank(topic="vae"), tmp_path / "q.json", "\n1\n\n2\n\n3\n", n=3)
+    missed, partly, known = result["asked"]
+    assert f"back next session: {missed}, {partly}" in text, "a new question rated 2 is due next session too"
+    assert known not in text.split("back next session:")[1]
+
+
+def test_learner_links_point_to_notebooks():
+    assert interview.learner_notebook("solutions/05_vae.ipynb#x") == "notebooks/05_vae.ipynb#x"
+    assert interview.learner_notebook("solutions/99_none.ipynb") == "solutions/99_none.ipynb"
