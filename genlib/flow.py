@@ -10,7 +10,8 @@ network v(x_t, t, y) regresses that velocity, and sampling integrates dx/dt = v 
 ``flow_matching_loss``   MSE of v(x_t, t, y) against x1 − x0, mean over every element
 ``euler_sample``         plain Euler integration of any v_fn(x, t)
 ``sample_euler``         Euler with a model, optional guidance: NFE = steps (2·steps when guided)
-``sample_heun``          Heun (2nd order): NFE = 2·steps (4·steps when guided)
+``sample_heun``          Heun (2nd order): NFE = 2·steps (4·steps when guided); EDM's variant
+                        with a plain Euler last step (``last_euler``): 2·steps − 1
 ``straightness``         |x_1 − x_0| / path length of a trajectory, averaged over samples (1 = straight)
 ``path_length``          Σ_k |x_{k+1} − x_k| per sample
 ``reflow_pairs``         couple noise with the model's own samples (x0, model(x0)) for reflow
@@ -70,17 +71,24 @@ def sample_euler(v_model, x0: torch.Tensor, steps: int, y=None, guidance: float 
 
 @torch.no_grad()
 def sample_heun(v_model, x0: torch.Tensor, steps: int, y=None, guidance: float = 1.0,
-                progress: bool = False, return_traj: bool = False):
+                progress: bool = False, return_traj: bool = False, last_euler: bool = False):
     """Heun's method (explicit trapezoid): predict with Euler, correct with the mean of the two
-    slopes. NFE = 2·steps (the end point t = 1 is evaluated too; 4·steps with guidance ≠ 1)."""
+    slopes. NFE = 2·steps (the end point t = 1 is evaluated too; 4·steps with guidance ≠ 1).
+
+    ``last_euler=True`` is EDM's variant (Karras et al. 2022, Algorithm 1): the last step is a
+    plain Euler step, so the network is never evaluated at the data end t = 1 (where a velocity
+    field is often stiff) and NFE = 2·steps − 1."""
     from genlib.train import progress as bar
 
     x, dt, traj = x0, 1.0 / steps, [x0]
     for k in (bar(range(steps), desc="Heun") if progress else range(steps)):
         t = torch.full((len(x),), k * dt, device=x.device)
         v1 = model_output(v_model, x, t, y, guidance)
-        v2 = model_output(v_model, x + dt * v1, t + dt, y, guidance)
-        x = x + dt * (v1 + v2) / 2
+        if last_euler and k == steps - 1:
+            x = x + dt * v1
+        else:
+            v2 = model_output(v_model, x + dt * v1, t + dt, y, guidance)
+            x = x + dt * (v1 + v2) / 2
         if return_traj:
             traj.append(x)
     return (x, torch.stack(traj)) if return_traj else x

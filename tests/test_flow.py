@@ -93,3 +93,29 @@ def test_training_learns_a_shifted_gaussian_and_reflow_pairs():
     x0, x1 = Fl.reflow_pairs(model, 100, (2,), steps=8, generator=g)
     assert x0.shape == x1.shape == (100, 2)
     assert torch.allclose(x1, Fl.sample_heun(model, x0, 8))
+
+
+def test_heun_last_euler_is_edms_variant():
+    """last_euler: NFE = 2·steps − 1, the network is never called at t = 1, and the last step is
+    Euler's; the result sits between Euler and full Heun on dx/dt = x."""
+    net = TinyUNet(ch=8, emb=16, n_classes=3)
+    x0, y = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 0])
+    seen = []
+
+    class Spy(torch.nn.Module):
+        null_class = 3
+
+        def forward(self, x, t, y=None):
+            seen.append(t.clone())
+            return net(x, t, y)
+
+    c = CountNFE(Spy(), 4)
+    Fl.sample_heun(c, x0, 3, y=y, last_euler=True)
+    assert c.nfe == 5 and max(float(t.max()) for t in seen) < 1 - 1e-6
+    one = torch.ones(1, 1)
+    e = torch.exp(torch.tensor(1.0))
+    edm = Fl.sample_heun(_Lin(), one, 4, last_euler=True).item()
+    # by hand: three Heun steps (factor 1 + h + h²/2 each), then one Euler step (1 + h), h = 1/4
+    h = 0.25
+    assert edm == pytest.approx((1 + h + h * h / 2) ** 3 * (1 + h), rel=1e-6)
+    assert Fl.sample_euler(_Lin(), one, 4).item() < edm < Fl.sample_heun(_Lin(), one, 4).item() < e.item()
