@@ -141,10 +141,9 @@ def _loss(model, x0, s, pick=lambda s, t: s.alpha_bar[t], noise_fn=torch.randn_l
 
 
 def _loss_t2d(model, x0, s):
-    t = torch.randint(0, s.T, (len(x0), 1))
+    t = torch.randint(0, s.T, (len(x0), 1))              # (N, 1), flattened for ᾱ only
     noise = torch.randn_like(x0)
-    a = s.alpha_bar[t]                                   # (N, 1): broadcasts over (N, D) points
-    return F.mse_loss(model(a.sqrt() * x0 + (1 - a).sqrt() * noise, t), noise)
+    return F.mse_loss(model(q_sample(x0, s.alpha_bar[t].view(-1), noise), t), noise)
 
 
 def _loss_tfloat(model, x0, s):

@@ -12,6 +12,15 @@ from genlib.metrics import ssim as _metrics_ssim  # noqa: E402
 
 RK = "inpaint.replace_known"
 
+def first_rejects(rejects, name, fn, case, fragment):
+    """``case`` fails with ``fragment`` in its message, and it is the message the learner reads first
+    (the report's lead: the other failing cases are listed as following from it)."""
+    report = rejects(name, fn, case, fragment)
+    lead = report.lead.name if hasattr(report, "lead") else report.failed_cases[0]
+    assert lead == case, f"{name}: the first ✗ is {lead!r}, expected {case!r}\n{report.text()}"
+    return report
+
+
 
 def _ab_prev(t, betas):
     ab = Schedule(betas).alpha_bar
@@ -70,6 +79,27 @@ def _first_t(x_t, eps, x0, mask, t, betas, zm, zk):
     return _rk(x_t, eps, x0, mask, t0, betas, zm, zk)
 
 
+def _repeat_view(x_t, eps, x0, mask, t, betas, zm, zk):
+    n, c = x_t.shape[:2]
+    m = mask.repeat(c, 1, 1, 1).view(n, c, *mask.shape[2:])       # rows of other images end up here
+    return m * ddpm_step(x_t, eps, t, Schedule(betas), zm) + (1 - m) * q_sample(x0, _ab_prev(t, betas), zk)
+
+
+def _mask_ch_permuted(x_t, eps, x0, mask, t, betas, zm, zk):
+    n, c = x_t.shape[:2]
+    m = mask.transpose(0, 1).expand(c, n, *mask.shape[2:]).reshape(n, c, *mask.shape[2:])
+    return m * ddpm_step(x_t, eps, t, Schedule(betas), zm) + (1 - m) * q_sample(x0, _ab_prev(t, betas), zk)
+
+
+def _clamped(x_t, eps, x0, mask, t, betas, zm, zk):
+    ab = Schedule(betas).alpha_bar[(t - 1).clamp(min=0)].view(-1, 1, 1, 1)
+    return ab.sqrt() * x0 + (1 - ab).sqrt() * zk
+
+
+def _posterior_mean(x_t, eps, x0, mask, t, betas, zm, zk):
+    return ddpm_step(x_t, eps, t, Schedule(betas), torch.zeros_like(zm))
+
+
 RK_GALLERY = [
     ("known pixels pasted clean", lambda *a: _rk(*a, known=lambda x_t, eps, x0, *r: x0),
      "the known pixels are the ground truth re-noised to t − 1", "pasted the known pixels clean"),
@@ -89,13 +119,25 @@ RK_GALLERY = [
     ("alpha_bar[t - 1] wraps at t = 0", lambda *a: _rk(*a, known=_wrapped),
      "at t = 0 the known pixels come back exactly", "wraps"),
     ("writes into x_t", _in_place, "one image per input, mask broadcast over the channels", "in place"),
-    ("one t for the whole batch", _first_t, "one time step per image", "different t per image"),
+    ("one t for the whole batch", _first_t, "the hole gets the model's DDPM step", "first image's t"),
+    # review turn 3 (ch10 §3): accepted before — case 1 fell through for a mask mixed across batch/channels
+    ("mask.repeat(C, 1, 1, 1).view(N, C, H, W)", _repeat_view,
+     "one image per input, mask broadcast over the channels", "right for one channel but wrong for three"),
+    ("mask broadcast through a batch/channel transpose", _mask_ch_permuted,
+     "one image per input, mask broadcast over the channels", "right for one channel but wrong for three"),
+    # review turn 3 (ch10 M4): was told "noised to time t"; the bug is the t = 0 boundary
+    ("alpha_bar[clamp(t - 1, 0)]", lambda *a: _rk(*a, known=_clamped), "at t = 0 the known pixels come back exactly",
+     "ᾱ_{−1} = 1"),
+    # review turn 3 (ch10 M3): formula errors were also told "index ᾱ with the whole t tensor"
+    ("posterior mean in the hole, no noise", lambda *a: _rk(*a, unknown=_posterior_mean),
+     "the hole gets the model's DDPM step", "ancestral step"),
 ]
+
 
 
 @pytest.mark.parametrize("label,fn,case,fragment", RK_GALLERY, ids=[g[0] for g in RK_GALLERY])
 def test_replace_known_gallery_rejected(rejects, label, fn, case, fragment):
-    rejects(RK, fn, case, fragment)
+    first_rejects(rejects, RK, fn, case, fragment)
 
 
 # ----------------------------------------------------------------------------- masked PSNR / SSIM
@@ -159,12 +201,31 @@ MS_GALLERY = [
     ("SSIM summed over the hole", lambda x, y, m, L: (_ps(_mse(x, y, m), L),
                                                       (m.double() * ssim_map(x, y, L)).flatten(1).sum(1)),
      "SSIM is the mean of ssim_map over the hole", "summed"),
+    # review turn 3 (ch10 §3): accepted before — the SSIM case only used data_range 2
+    ("SSIM with ssim_map's default range", lambda x, y, m, L: (_ps(_mse(x, y, m), L), _ssim_hole(x, y, m, 2.0)),
+     "SSIM with 8-bit images, data_range 255", "data_range"),
+    # review turn 3 (ch10 §3): accepted before — no case passed an (N, C, H, W) mask
+    ("mask.repeat(1, C, 1, 1)", lambda x, y, m, L: masked_psnr_ssim(x, y, m.repeat(1, x.shape[1], 1, 1), L),
+     "a per-channel mask (N, C, H, W)", "per-channel mask"),
+    # review turn 3 (ch10 M5) and learners B note b: generic messages before
+    ("PSNR with L = 2 hard-coded", lambda x, y, m, L: (_ps(_mse(x, y, m), 2.0), _ssim_hole(x, y, m, L)),
+     "PSNR with colour images and another data_range", "hard-coded to 2"),
+    ("SSIM with data_range 1", lambda x, y, m, L: (_ps(_mse(x, y, m), L), _ssim_hole(x, y, m, 1.0)),
+     "SSIM is the mean of ssim_map over the hole", "data_range = 1"),
+    ("SSIM hole count without channels", lambda x, y, m, L: (_ps(_mse(x, y, m), L), (
+        m.double().expand_as(x) * ssim_map(x, y, L)).flatten(1).sum(1) / m.double().flatten(1).sum(1)),
+     "SSIM is the mean of ssim_map over the hole", "ignores the channels"),
+    ("SSIM of channel 0 only", lambda x, y, m, L: (_ps(_mse(x, y, m), L), _ssim_hole(x[:, :1], y[:, :1], m, L)),
+     "SSIM is the mean of ssim_map over the hole", "channel 0"),
+    ("SSIM on [0, 1]-rescaled images with L = 1", lambda x, y, m, L: (
+        _ps(_mse(x, y, m), L), _ssim_hole((x + L / 2) / L, (y + L / 2) / L, m, 1.0)),
+     "SSIM is the mean of ssim_map over the hole", "rescaled"),
 ]
 
 
 @pytest.mark.parametrize("label,fn,case,fragment", MS_GALLERY, ids=[g[0] for g in MS_GALLERY])
 def test_masked_psnr_ssim_gallery_rejected(rejects, label, fn, case, fragment):
-    rejects(MS, fn, case, fragment)
+    first_rejects(rejects, MS, fn, case, fragment)
 
 
 def test_ssim_map_matches_metrics_ssim_away_from_the_border():
@@ -224,7 +285,7 @@ GRAM_GALLERY = [
      "one (C, C) matrix per image", "whole batch"),
     ("batch mixed, repeated per image",
      lambda f: (lambda m: (m @ m.T / m.numel() * len(f)).expand(len(f), -1, -1))(f.transpose(0, 1).reshape(f.shape[1], -1)),
-     "each image's Gram uses only that image", "mixed"),
+     "G = F Fᵀ / (C·H·W)", "mixed"),
     ("not flattened spatially", lambda f: f @ f.transpose(-1, -2) / f[0].numel(),
      "one (C, C) matrix per image", "not flattened"),
     ("mean over channels", lambda f: (lambda m: m @ m.transpose(1, 2) / m[0].numel())(_d_flat(f).mean(1, keepdim=True)),
@@ -234,13 +295,13 @@ GRAM_GALLERY = [
     ("centred (covariance)", lambda f: (lambda m: m @ m.transpose(1, 2) / f[0].numel())(
         _d_flat(f) - _d_flat(f).mean(2, keepdim=True)), "G = F Fᵀ / (C·H·W)", "covariance"),
     ("through numpy (no gradient)", _d_numpy, "gradient reaches the features", "no gradient"),
-    ("in place on the features", _d_inplace, "leaves the features unchanged", "in place"),
+    ("in place on the features", _d_inplace, "one (C, C) matrix per image", "in place"),
 ]
 
 
 @pytest.mark.parametrize("label,fn,case,fragment", GRAM_GALLERY, ids=[g[0] for g in GRAM_GALLERY])
 def test_gram_gallery_rejected(rejects, label, fn, case, fragment):
-    rejects(GRAM, fn, case, fragment)
+    first_rejects(rejects, GRAM, fn, case, fragment)
 
 
 def test_gram_matches_style_loss_convention():
@@ -287,6 +348,14 @@ def _e_no_default(x, xr, y, yr, lam):
     return lam * (_e_l1(xr, x) + _e_l1(yr, y))
 
 
+def _e_alias(x, xr, y, yr, lam=10.0):
+    d = x
+    d -= xr
+    e = y
+    e -= yr
+    return lam * (d.abs().mean() + e.abs().mean())
+
+
 CYC_GALLERY = [
     ("only one direction (X)", lambda x, xr, y, yr, lam=10.0: lam * _e_l1(xr, x), _E_VALUE,
      "only the X → Y → X cycle"),
@@ -324,7 +393,10 @@ CYC_GALLERY = [
     ("no default for lambda", _e_no_default, "λ = 10 by default", "lam=10.0"),
     ("default lambda 1", lambda x, xr, y, yr, lam=1.0: lam * (_e_l1(xr, x) + _e_l1(yr, y)),
      "λ = 10 by default", "lam=10.0"),
+    # review turn 3 (ch10 M2): the alias slip overwrote the caller's x and y and was named as λ / gradient
+    ("alias slip d = x; d -= x_rec", _e_alias, "one scalar tensor", "in place"),
 ]
+
 
 
 def F_mse(a, b):
@@ -333,7 +405,7 @@ def F_mse(a, b):
 
 @pytest.mark.parametrize("label,fn,case,fragment", CYC_GALLERY, ids=[g[0] for g in CYC_GALLERY])
 def test_cycle_loss_gallery_rejected(rejects, label, fn, case, fragment):
-    rejects(CYC, fn, case, fragment)
+    first_rejects(rejects, CYC, fn, case, fragment)
 
 
 def test_cycle_loss_reference_matches_training_use():

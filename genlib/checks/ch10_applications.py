@@ -62,6 +62,8 @@ def _rp_parts(x_t, eps, x_known, mask, t, betas, z_model, z_known):
         "time t": _col(ab_t.sqrt(), x_t) * x_known + _col((1 - ab_t).sqrt(), x_t) * z_known,
         "model noise": _col(ab_prev.sqrt(), x_t) * x_known + _col((1 - ab_prev).sqrt(), x_t) * z_model,
         "wrapped": _col(ab[t - 1].sqrt(), x_t) * x_known + _col((1 - ab[t - 1]).sqrt(), x_t) * z_known,
+        "clamped": _col(ab[(t - 1).clamp(min=0)].sqrt(), x_t) * x_known
+        + _col((1 - ab[(t - 1).clamp(min=0)]).sqrt(), x_t) * z_known,
     }
     return model, noised
 
@@ -75,6 +77,11 @@ def _rp_call(fn, args):
                                "(N, C, H, W); multiply by the mask as it is (it broadcasts over the "
                                "channels) instead of flattening or indexing it")
         raise
+
+
+def _rp_want(args):
+    model, noised = _rp_parts(*args)
+    return args[3] * model + (1 - args[3]) * noised["right"]
 
 
 def _rp_diagnose(out, args, region):
@@ -92,6 +99,17 @@ def _rp_diagnose(out, args, region):
     if same(model) and not torch.equal(r, mask):
         raise CheckFailure("the mask is inverted: the model's step landed on the known pixels (mask = 0); "
                            "mask = 1 marks the hole")
+    t = args[4]
+    if not bool((t == t[0]).all()):
+        t0 = (*args[:4], t[0].expand_as(t).clone(), *args[5:])
+        if _close(out, _rp_want(t0)):
+            raise CheckFailure("every image was stepped with the first image's t (t[0], .item() or int(t)): "
+                               "each image has its own time step; index ᾱ and β with the whole t tensor and "
+                               "reshape to (N, 1, 1, 1)")
+    if (t == 0).any() and not torch.equal(noised["clamped"], noised["right"]) and same(noised["clamped"]):
+        raise CheckFailure("at t = 0 you used ᾱ_0 (an index clamped with clamp(t − 1, 0) or max(t − 1, 0)): "
+                           "there is no step before 0, ᾱ_{−1} = 1, so at the last step the known pixels come "
+                           "back exactly. Use torch.where(t > 0, ᾱ[(t − 1).clamp(min=0)], 1)")
     if same(noised["clean"]):
         raise CheckFailure("you pasted the known pixels clean: at step t − 1 the rest of the image is "
                            "still noisy, so the ground truth must be noised to the same time, "
@@ -129,6 +147,12 @@ def _(fn):
     if _close(out[:, :1], want[:, :1]) and not _close(out[:, 1:], want[:, 1:]):
         raise CheckFailure("only the first channel is right: the mask (N, 1, H, W) must apply to every "
                            "channel (let it broadcast: mask * a + (1 - mask) * b)")
+    one = _rp_setup(c=1)
+    if _close(_rp_call(fn, one), _rp_want(one)):
+        raise CheckFailure("right for one channel but wrong for three: the mask (N, 1, H, W) must reach every "
+                           "channel of its own image (let it broadcast, mask * a + (1 - mask) * b; no repeat "
+                           "or view that mixes the batch and channel axes)")
+    # wrong for one channel too: the formula itself is wrong, and the next cases (one channel) name it
 
 
 @rk_spec.case("the hole gets the model's DDPM step")
@@ -175,12 +199,46 @@ def _(fn):
 def _(fn):
     args = _rp_setup(c=1, seed=4, t=torch.tensor([1, 19, 5, 0, 12, 3]))
     out = _rp_call(fn, args)
-    model, noised = _rp_parts(*args)
-    want = args[3] * model + (1 - args[3]) * noised["right"]
-    if not _close(out, want):
-        _rp_diagnose(out, args, 1 - args[3])
-        raise CheckFailure("with a different t per image the result differs from the reference: index "
-                           "ᾱ with the whole t tensor and reshape to (N, 1, 1, 1) (no .item(), no t[0])")
+    if _close(out, _rp_want(args)):
+        return
+    same_t = [_rp_setup(c=1, seed=4, t=torch.full((6,), v, dtype=torch.long)) for v in (1, 12)]
+    if not all(_close(_rp_call(fn, a), _rp_want(a)) for a in same_t):
+        raise CheckFailure("(follows from the ✗ above: the step is already wrong when every image has the same t)")
+    raise CheckFailure("right when every image has the same t, wrong with a different t per image: index ᾱ "
+                       "with the whole t tensor and reshape to (N, 1, 1, 1) (no .item(), no t[0])")
+
+
+@rk_spec.case("a whole RePaint loop as the chapter runs it (cosine schedule, t = T − 1 … 0)")
+def _(fn):
+    # genlib.inpaint.ddpm_inpaint(step=your function): the same t for the batch at every step, a mask
+    # (N, 1, H, W), betas of a cosine schedule (up to 0.999 at the noisy end), fresh noises each step
+    from genlib.diffusion import Schedule
+    sch = Schedule.cosine(30)
+    g = _gen(6)
+    n, c, hw = 3, 1, 8
+    x_known = torch.rand(n, c, hw, hw, generator=g) * 2 - 1
+    mask = torch.zeros(n, 1, hw, hw)
+    mask[:, :, 2:6, 1:5] = 1
+    x = want = torch.randn(n, c, hw, hw, generator=g)
+    for i in range(sch.T - 1, -1, -1):
+        t = torch.full((n,), i, dtype=torch.long)
+        eps_x, eps_w = torch.tanh(x), torch.tanh(want)             # a smooth stand-in for the ε-model
+        zm, zk = torch.randn(n, c, hw, hw, generator=g), torch.randn(n, c, hw, hw, generator=g)
+        x = _rp_call(fn, (x, eps_x, x_known, mask, t, sch.betas, zm, zk))
+        expect_tensor(x, (n, c, hw, hw), f"x_{{t−1}} at t = {i}")
+        if x.dtype != x_known.dtype:
+            raise CheckFailure(f"x_{{t−1}} has dtype {x.dtype} for float32 inputs: keep the images' dtype, the "
+                               "sampler feeds it back into the model")
+        want = repaint_step(want, eps_w, x_known, mask, t, sch.betas, zm, zk)
+        if not torch.isfinite(x).all():
+            raise CheckFailure(f"x_{{t−1}} contains NaN or inf at t = {i} (β_t = {sch.betas[i].item():.3g}): check "
+                               "the step at the ends of the schedule")
+    if not _close(x, want, 1e-3):
+        raise CheckFailure("over a whole RePaint loop (t = 29 … 0 on a cosine schedule, same t for the batch) "
+                           "the result drifts from the reference: check the first and the last steps")
+    known = (1 - mask).expand_as(x).bool()
+    if not torch.allclose(x[known], x_known[known], atol=1e-5):
+        raise CheckFailure("after the last step the known pixels must be x_known exactly (ᾱ_{−1} = 1)")
 
 
 # ---------------------------------------------------------------------------- inpaint.masked_psnr_ssim
@@ -232,6 +290,7 @@ def _ms_variants(x, y, mask, data_range):
         "sum": ps((m * d2).flatten(1).sum(1)),
         "hole share": ps((m * d2).flatten(1).mean(1)),
         "range 1": ps(mse, 1.0),
+        "range 2": ps(mse, 4.0),
         "range 255": ps(mse, 255.0 ** 2),
         "range observed": ps(mse, (torch.maximum(x.flatten(1).amax(1), y.flatten(1).amax(1))
                                    - torch.minimum(x.flatten(1).amin(1), y.flatten(1).amin(1))).double() ** 2),
@@ -250,6 +309,7 @@ _MS_NAMES = {
     "hole share": "you divided the hole's squared error by ALL pixels (a mean over the whole image of "
                   "mask·err²): divide by the number of hole entries instead",
     "range 1": "data_range is wrong: use the argument (2 for images in [-1, 1]), not 1",
+    "range 2": "data_range is hard-coded to 2: use the argument data_range (255 for 8-bit images, 2 for [-1, 1])",
     "range 255": "data_range is wrong: use the argument, not 255",
     "range observed": "data_range is the span of the pixel scale (the argument), not the observed "
                       "max − min of the images",
@@ -262,8 +322,19 @@ _MS_NAMES = {
 }
 
 
-def _ms_psnr_case(fn, c, data_range, seed):
+def _ms_full_mask(mask, c, seed):
+    """A per-channel mask (N, C, H, W): the hole differs between channels."""
+    m = mask.expand(-1, c, -1, -1).clone()
+    g = _gen(seed + 100)
+    m[:, 1:] = (torch.rand(m[:, 1:].shape, generator=g) < 0.4).float()
+    m[:, :, 0, 0] = 1
+    return m
+
+
+def _ms_psnr_case(fn, c, data_range, seed, full_mask=False):
     x, y, mask = _ms_setup(c=c, seed=seed, scale=data_range / 2)
+    if full_mask:
+        mask = _ms_full_mask(mask, c, seed)
     p, _ = _ms_call(fn, x, y, mask, data_range)
     want, _ = masked_psnr_ssim(x, y, mask, data_range)
     if torch.allclose(p, want, rtol=1e-4, atol=1e-4):
@@ -285,6 +356,37 @@ def _(fn):
     _ms_psnr_case(fn, c=3, data_range=255.0, seed=1)
 
 
+def _ssim_named(s, x, y, mask, data_range):
+    """Name a known wrong SSIM; return without raising when none matches."""
+    smap = ssim_map(x, y, data_range)
+    m = mask.double().expand_as(smap)
+
+    def hole(mp, mm=m):
+        return (mm * mp).flatten(1).sum(1) / mm.flatten(1).sum(1)
+
+    def same(v):
+        return torch.allclose(s, v, rtol=1e-4, atol=1e-4)
+
+    for L in {1.0, 2.0, 255.0} - {float(data_range)}:
+        if same(hole(ssim_map(x, y, L))):
+            raise CheckFailure(f"your SSIM used data_range = {L:g}: pass the argument on, "
+                               f"ssim_map(x, y, data_range) (here {data_range:g}); its constants C1 = (0.01·L)², "
+                               "C2 = (0.03·L)² depend on it")
+    if same(hole(ssim_map(x, y)) ) and data_range != 2.0:
+        raise CheckFailure("your SSIM ignored data_range (ssim_map's default is 2.0): pass it on, "
+                           "ssim_map(x, y, data_range)")
+    if x.shape[1] > 1 and mask.shape[1] == 1 and same((m * smap).flatten(1).sum(1) / mask.double().flatten(1).sum(1)):
+        raise CheckFailure("your count of hole pixels ignores the channels: a (N, 1, H, W) mask covers C entries "
+                           "per pixel of the (N, C, H, W) SSIM map; expand it (mask.expand_as(x)) before summing")
+    if x.shape[1] > 1 and same(hole(smap[:, :1], m[:, :1])):
+        raise CheckFailure("your SSIM uses channel 0 only: average the map over every channel of the hole")
+    lo = -data_range / 2
+    rescaled = ssim_map((x - lo) / data_range, (y - lo) / data_range, 1.0)
+    if same(hole(rescaled)):
+        raise CheckFailure("you rescaled the images to [0, 1] and used L = 1: the exercise asks for "
+                           "ssim_map(x, y, data_range) on the images as given, the same map as the reference")
+
+
 @ms_spec.case("SSIM is the mean of ssim_map over the hole")
 def _(fn):
     for c, seed in ((1, 2), (3, 3)):
@@ -293,6 +395,7 @@ def _(fn):
         want = masked_psnr_ssim(x, y, mask, 2.0)[1]
         if torch.allclose(s, want, rtol=1e-4, atol=1e-4):
             continue
+        _ssim_named(s, x, y, mask, 2.0)
         smap = ssim_map(x, y, 2.0)
         m = mask.double().expand_as(smap)
         if torch.allclose(s, smap.flatten(1).mean(1), rtol=1e-4, atol=1e-4):
@@ -306,6 +409,38 @@ def _(fn):
         if torch.allclose(s, s.mean().expand_as(s), atol=1e-9) and not torch.allclose(want, want.mean()):
             raise CheckFailure("your SSIM is the same for every image: it must be one value per image")
         raise CheckFailure("SSIM differs from the mean of ssim_map(x, y, data_range) over the hole's entries")
+
+
+@ms_spec.case("SSIM with 8-bit images, data_range 255")
+def _(fn):
+    x, y, mask = _ms_setup(c=3, seed=7, scale=127.5)
+    x, y = x + 127.5, y + 127.5                                   # pixels in [0, 255]
+    _, s = _ms_call(fn, x, y, mask, 255.0)
+    want = masked_psnr_ssim(x, y, mask, 255.0)[1]
+    if torch.allclose(s, want, rtol=1e-4, atol=1e-4):
+        return
+    _ssim_named(s, x, y, mask, 255.0)
+    raise CheckFailure("for 8-bit images with data_range 255 your SSIM differs from the mean of "
+                       "ssim_map(x, y, data_range) over the hole")
+
+
+@ms_spec.case("a per-channel mask (N, C, H, W)")
+def _(fn):
+    # the docstring allows (N, C, H, W) masks: a repeat over C or a count of mask.sum() · C breaks them
+    try:
+        _ms_psnr_case(fn, c=3, data_range=2.0, seed=5, full_mask=True)
+        x, y, mask = _ms_setup(c=3, seed=6)
+        mask = _ms_full_mask(mask, 3, 6)
+        _, s = _ms_call(fn, x, y, mask, 2.0)
+    except RuntimeError as e:
+        if "size" in str(e) or "shape" in str(e):
+            raise CheckFailure(f"with a per-channel mask (N, C, H, W) your function crashed ({str(e)[:90]}): a "
+                               "repeat or view over C assumes an (N, 1, H, W) mask. mask.expand_as(x) works for "
+                               "both shapes") from None
+        raise
+    if not torch.allclose(s, masked_psnr_ssim(x, y, mask, 2.0)[1], rtol=1e-4, atol=1e-4):
+        raise CheckFailure("with a per-channel mask (N, C, H, W) your SSIM differs: average the map over the "
+                           "entries where the mask is 1 (mask.expand_as(x) is a no-op for such a mask)")
 
 
 @ms_spec.case("an exact fill of the hole scores PSNR = +inf")
@@ -331,6 +466,23 @@ gram_spec = register("style.gram_matrix", _gram_ref,
                      "features (N, C, H, W) → Gram matrices (N, C, C) = F Fᵀ / (C·H·W) per image")
 
 
+_GRAM_INPLACE = ("your function changed the features in place (e.g. f /= ..., .div_()): the caller still "
+                 "needs them (the style loss reuses each layer's features). Compute a new tensor instead")
+
+
+def _gram_call(fn, f):
+    before = f.detach().clone()
+    try:
+        out = fn(f)
+    except RuntimeError as e:
+        if "in-place" in str(e):
+            raise CheckFailure(_GRAM_INPLACE) from None
+        raise
+    if not torch.equal(f.detach(), before):
+        raise CheckFailure(_GRAM_INPLACE)
+    return out
+
+
 def _gram_feats(seed=0, shape=(2, 3, 5, 4)) -> torch.Tensor:
     # positive like ReLU features, not centred: a covariance (centred) differs clearly from the Gram
     return torch.rand(*shape, generator=_gen(seed), dtype=torch.float64) + 0.1
@@ -339,7 +491,7 @@ def _gram_feats(seed=0, shape=(2, 3, 5, 4)) -> torch.Tensor:
 @gram_spec.case("one (C, C) matrix per image")
 def _(fn):
     f = _gram_feats()                          # N=2, C=3, H=5, W=4
-    out = fn(f.clone())
+    out = _gram_call(fn, f.clone())
     if torch.is_tensor(out):
         s = tuple(out.shape)
         if s == (2, 20, 20):
@@ -363,7 +515,7 @@ def _(fn):
 def _(fn):
     f = _gram_feats(1)
     n, c, h, w = f.shape
-    out = fn(f.clone())
+    out = _gram_call(fn, f.clone())
     expect_tensor(out, (n, c, c), "the Gram matrices")
     ref = _gram_ref(f)
     if _close(out, ref, 1e-5):
@@ -391,6 +543,10 @@ def _(fn):
         raise CheckFailure("you reshaped (N, C, H, W) straight to (N, H·W, C): reshape keeps memory "
                            "order, so channels and positions got mixed. Reshape to (N, C, H·W) (or "
                            "permute to (N, H, W, C) before reshaping)")
+    if n > 1 and _close(out, out[:1].expand_as(out), 1e-6) and not _close(ref, ref[:1].expand_as(ref), 1e-6):
+        raise CheckFailure("every image got the same Gram matrix: the batch was mixed (e.g. features reshaped "
+                           "to (C, N·H·W) and one product for all). Compute one Gram matrix per image from its "
+                           "own features, F = features.reshape(N, C, H·W)")
     if not _close(out, out.transpose(1, 2), 1e-6):
         raise CheckFailure("your matrices are not symmetric: G must be F Fᵀ with the same F on both "
                            "sides")
@@ -400,11 +556,11 @@ def _(fn):
 @gram_spec.case("each image's Gram uses only that image")
 def _(fn):
     f = _gram_feats(2, (3, 4, 6, 6))
-    a = fn(f.clone())
+    a = _gram_call(fn, f.clone())
     g = f.clone()
     g[1:] = g[1:] * 3 + 1                      # change the other images only
-    b = fn(g)
-    one = fn(f[:1].clone())
+    b = _gram_call(fn, g)
+    one = _gram_call(fn, f[:1].clone())
     for t in (a, b, one):
         expect_tensor(t, None, "the Gram matrices")
     if not (a.shape[0] == 3 and b.shape[0] == 3 and one.shape[0] == 1):
@@ -418,7 +574,7 @@ def _(fn):
 @gram_spec.case("gradient reaches the features")
 def _(fn):
     f = _gram_feats(3, (2, 3, 4, 5)).requires_grad_(True)
-    out = fn(f)
+    out = _gram_call(fn, f)
     expect_tensor(out, (2, 3, 3), "the Gram matrices")
     if not out.requires_grad:
         raise CheckFailure("the output carries no gradient (.detach(), .item(), numpy or torch.no_grad "
@@ -434,12 +590,23 @@ def _(fn):
 
 @gram_spec.case("leaves the features unchanged")
 def _(fn):
-    f = _gram_feats(5)
-    before = f.clone()
-    fn(f)
-    if not torch.equal(f, before):
-        raise CheckFailure("your function changed the features in place (e.g. f /= ..., .div_()): the "
-                           "caller still needs them. Compute a new tensor instead")
+    _gram_call(fn, _gram_feats(5))
+
+
+@gram_spec.case("float32 features of the chapter's network, with gradients to the image")
+def _(fn):
+    # what style.default_loss does with it: float32 feature maps of (N, C, H, W), then an MSE to the style
+    # image's Gram (expanded over the batch) backpropagated to the pixels
+    g = _gen(6)
+    f = (torch.rand(4, 8, 16, 16, generator=g) + 0.05).requires_grad_(True)
+    out = _gram_call(fn, f)
+    expect_tensor(out, (4, 8, 8), "the Gram matrices")
+    if out.dtype != torch.float32:
+        raise CheckFailure(f"for float32 features your Gram matrices are {out.dtype}: keep the features' dtype")
+    if not _close(out.detach(), _gram_ref(f.detach().double()), 1e-5):
+        raise CheckFailure("for float32 features (4, 8, 16, 16) the values differ from F Fᵀ / (C·H·W)")
+    if not out.requires_grad:
+        raise CheckFailure("the output carries no gradient: the style loss must backpropagate to the image")
 # ===== END ch10 section D =====
 
 # ===== BEGIN ch10 section E: translation (helper E) =====
@@ -473,17 +640,34 @@ def _e_scalar(out, what="the cycle loss"):
     return out
 
 
+_CYC_NAMES = ("x", "x_rec", "y", "y_rec", "lam")
+
+
+def _e_call(fn, *args, **kw):
+    """Call the learner's loss; an in-place write into x, x_rec, y or y_rec is named first (CycleGAN's
+    training step reuses x and y for the identity and discriminator losses after this one)."""
+    before = [a.detach().clone() if torch.is_tensor(a) else a for a in args]
+    out = fn(*args, **kw)
+    for name, a, b in zip(_CYC_NAMES, args, before):
+        if torch.is_tensor(a) and not torch.equal(a.detach(), b):
+            raise CheckFailure(f"your loss changed its input {name} in place (d = {name}; d -= … writes into "
+                               f"{name} itself, as do +=, .sub_(), .abs_()): the training step reuses x and y "
+                               "for the identity and discriminator losses. Compute new tensors: "
+                               "(x_rec - x).abs().mean()")
+    return out
+
+
 @cyc_spec.case("one scalar tensor")
 def _(fn):
     x, x_rec, y, y_rec = _e_batch(0)
-    _e_scalar(fn(x, x_rec, y, y_rec, 10.0))
+    _e_scalar(_e_call(fn, x, x_rec, y, y_rec, 10.0))
 
 
 @cyc_spec.case("λ·(mean|F(G(x)) − x| + mean|G(F(y)) − y|)")
 def _(fn):
     x, x_rec, y, y_rec = _e_batch(1)
     lam = 7.0
-    out = _e_scalar(fn(x.clone(), x_rec.clone(), y.clone(), y_rec.clone(), lam))
+    out = _e_scalar(_e_call(fn, x.clone(), x_rec.clone(), y.clone(), y_rec.clone(), lam))
     l1x, l1y = (x_rec - x).abs().mean(), (y_rec - y).abs().mean()
     ref = lam * (l1x + l1y)
     if _close(out, ref, 1e-6):
@@ -529,12 +713,15 @@ def _(fn):
 def _(fn):
     x, x_rec, y, y_rec = _e_batch(2)
     try:
-        out = fn(x, x_rec, y, y_rec)
+        out = _e_call(fn, x, x_rec, y, y_rec)
     except TypeError:
         raise CheckFailure("call it as cycle_loss(x, x_rec, y, y_rec) too: give lam a default, "
                            "lam=10.0, the paper's value") from None
     ref = 10.0 * ((x_rec - x).abs().mean() + (y_rec - y).abs().mean())
     if not _close(_e_scalar(out), ref, 1e-6):
+        if not _close(_e_scalar(_e_call(fn, x, x_rec, y, y_rec, 10.0)), ref, 1e-6):
+            raise CheckFailure("(follows from the ✗ on the value: with lam=10.0 passed explicitly the loss is "
+                               "already wrong)")
         raise CheckFailure(f"with no lam given your loss is {float(out):.5g}, expected {float(ref):.5g}: "
                            "the default should be lam=10.0 (Zhu et al. 2017)")
 
@@ -545,7 +732,7 @@ def _(fn):
     x_rec.requires_grad_(True)
     y_rec.requires_grad_(True)
     lam = 7.0
-    out = _e_scalar(fn(x, x_rec, y, y_rec, lam))
+    out = _e_scalar(_e_call(fn, x, x_rec, y, y_rec, lam))
     if not out.requires_grad:
         raise CheckFailure("no gradient: the loss does not depend on x_rec or y_rec as far as autograd "
                            "knows (.detach(), torch.no_grad(), .item() or NumPy inside). Then neither "
@@ -558,6 +745,9 @@ def _(fn):
                                "get no signal from it")
         want = lam * torch.sign(rec.detach() - real) / real.numel()
         if not torch.allclose(rec.grad, want, rtol=1e-4, atol=1e-7):
+            ref = lam * ((x_rec.detach() - x).abs().mean() + (y_rec.detach() - y).abs().mean())
+            if not _close(out.detach(), ref, 1e-5):
+                raise CheckFailure("(follows from the ✗ on the value: a different loss has a different gradient)")
             raise CheckFailure(f"the gradient with respect to {name} is not λ·sign({name} − real)/numel: "
                                "the loss is not λ times the mean absolute error")
 # ===== END ch10 section E =====
