@@ -230,9 +230,9 @@ def _timed(fn, repeats, warmup, timer=time.perf_counter, stat=statistics.median,
 
 def test_median_ms_accepted(accepts):
     accepts(MED, median_ms)
-    accepts(MED, lambda f, r, w: _timed(f, r, w, stat=lambda x: float(np.median(x))))
-    accepts(MED, lambda f, r, w: _timed(f, r, w, timer=time.monotonic))
-    accepts(MED, lambda f, r, w: _timed(f, r, w, timer=time.perf_counter_ns, scale=1e-6))
+    accepts(MED, lambda fn, repeats=5, warmup=1: _timed(fn, repeats, warmup, stat=lambda x: float(np.median(x))))
+    accepts(MED, lambda fn, repeats=5, warmup=1: _timed(fn, repeats, warmup, timer=time.monotonic))
+    accepts(MED, lambda fn, repeats=5, warmup=1: _timed(fn, repeats, warmup, timer=time.perf_counter_ns, scale=1e-6))
 
 
 def _with_warmup_timed(f, r, w):
@@ -284,6 +284,8 @@ MED_GALLERY = [
     # review turn 3 (ch09 §4): these were told "seconds" and "the mean"
     ("CPU-time clock", lambda f, r, w: _timed(f, r, w, timer=time.process_time),
      "the median of the timed runs, in milliseconds", "perf_counter"),
+    ("parameters named differently", lambda f, n=5, w=1: _timed(f, n, w),
+     "called as the chapter calls it: median_ms(fn, repeats=7, warmup=2)", "keywords"),
     ("first timed run dropped", lambda f, r, w: _timed(f, r, w, stat=lambda x: statistics.median(x[1:] or x)),
      "the median of the timed runs, in milliseconds", "dropped"),
 ]

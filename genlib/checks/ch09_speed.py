@@ -447,6 +447,25 @@ def _(fn):
         raise CheckFailure(f"got {got:.2f} ms for three 3 ms runs: too small (seconds? divided by repeats?)")
 
 
+@med_spec.case("called as the chapter calls it: median_ms(fn, repeats=7, warmup=2)")
+def _(fn):
+    f = _Scripted([0.2])
+    try:
+        out = fn(f, repeats=7, warmup=2)                   # the chapter passes both by name
+    except TypeError as e:
+        if "keyword" in str(e) or "argument" in str(e):
+            raise CheckFailure(f"median_ms(fn, repeats=7, warmup=2) failed ({e}): the chapter calls it with these "
+                               "keywords, so keep the signature median_ms(fn, repeats=5, warmup=1)") from None
+        raise
+    if f.calls != 9:
+        raise CheckFailure(f"median_ms(fn, repeats=7, warmup=2) called fn {f.calls} times; expected 9")
+    try:
+        f"{out:.1f}"
+    except (TypeError, ValueError):
+        raise CheckFailure(f"the chapter prints the result with f'{{ms:.1f}}', which fails for "
+                           f"{type(out).__name__}: return a float") from None
+
+
 # ============================================================================ global gradient
 gg_spec = register("parallel.global_gradient", global_gradient,
                    "the gradient of the global mean loss: Σ_w n_w·g_w / Σ_w n_w from per-process means")
