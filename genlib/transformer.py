@@ -4,8 +4,10 @@ An image is an 8×8 grid of VQ codes (``genlib.tokens``) read in raster order; a
 class) is a few condition tokens in front. Both models here predict image tokens given the
 condition:
 
-* ``TokenGPT`` — causal, one token per step, with a KV cache (DALL·E 1 2021, Parti 2022,
-  LlamaGen 2024). 64 tokens = 64 forward passes.
+* ``TokenGPT`` — causal, one token per step, with a KV cache: decoder-only over [condition;
+  image tokens] like DALL·E 1 (2021, caption tokens in the prefix) and LlamaGen (2024, projected
+  text-encoder embeddings in the prefix). Parti (2022) uses the same next-token objective in an
+  encoder-decoder Transformer instead. 64 tokens = 64 forward passes.
 * ``MaskGIT`` — bidirectional, trained to fill in randomly masked tokens, decoded in a handful of
   parallel steps, keeping the most confident guesses each time (Chang et al. 2022).
 
@@ -158,12 +160,18 @@ class TokenGPT(_TokenModel):
     @torch.no_grad()
     def generate(self, cond: torch.Tensor, guidance: float = 1.0, temperature: float = 1.0,
                  generator: torch.Generator | None = None, use_cache: bool = True,
-                 uniforms: torch.Tensor | None = None) -> torch.Tensor:
+                 uniforms: torch.Tensor | None = None, return_logits: bool = False):
         """cond (N, n_cond) → image tokens (N, n_img), one token per step.
 
-        ``use_cache=False`` recomputes the whole prefix every step (quadratic work per step);
-        with the cache each step feeds only the newest token. Same random numbers, same tokens.
+        ``use_cache=False`` recomputes the whole prefix of length t at every step t: O(t·d²) for
+        the projections and MLPs plus O(t²·d) for attention, so O(L²·d² + L³·d) for a sequence of
+        L tokens. With the cache each step feeds only the newest token against the stored keys and
+        values: O(d² + t·d) per step, O(L·d² + L²·d) in all, for 2·layers·L·d stored numbers per
+        sequence. The two compute the same logits in exact arithmetic; in floating point they
+        differ by rounding (~1e-5 here), so from the same random numbers they give the same tokens
+        except when a uniform lands within that rounding of a CDF boundary (rare, not impossible).
         ``uniforms`` (n_img, N) fixes the random numbers (default: drawn from ``generator``).
+        ``return_logits``: also return the (guided) logits each token was drawn from, (N, n_img, K).
         """
         n = len(cond)
         if uniforms is None:
@@ -172,6 +180,7 @@ class TokenGPT(_TokenModel):
         c = torch.cat([cond, self.null_cond(n, cond.device)]) if guide else cond
         img = torch.zeros(len(c), 0, dtype=torch.long, device=cond.device)
         caches = [dict() for _ in self.blocks] if use_cache else None
+        seen = []
         for t in range(self.n_img):
             if use_cache:
                 h = self._embed(c, None) if t == 0 else self._embed(None, img[:, -1:],
@@ -181,10 +190,12 @@ class TokenGPT(_TokenModel):
                 logits = self._run(self._embed(c, img), True)[:, -1]
             if guide:
                 logits = guided_logits(logits[:n], logits[n:], guidance)
+            if return_logits:
+                seen.append(logits)
             tok = sample_step(logits, temperature, uniforms[t])
             img = torch.cat([img, torch.cat([tok, tok]).unsqueeze(1) if guide
                              else tok.unsqueeze(1)], 1)
-        return img[:n]
+        return (img[:n], torch.stack(seen, 1)) if return_logits else img[:n]
 
 
 class MaskGIT(_TokenModel):
