@@ -375,6 +375,20 @@ def _(fn):
                  "BCE of the single logit against its label")
 
 
+@spec.case("confident logits (±20, ±100) stay finite")
+def _(fn):
+    # D's logits reach ±20 early in training; a BCE written as log σ / log(1 − σ) gives log 0 there
+    logits = torch.tensor([[20.0], [-20.0], [100.0], [-100.0]])
+    labels = torch.tensor([0.0, 1.0, 1.0, 0.0])
+    out = _scalar(fn(logits, labels))
+    if not torch.isfinite(out).all():
+        raise CheckFailure(f"at logits ±20 and ±100 your loss is {out.item()}: log(σ(l)) and log(1 − σ(l)) "
+                           "round to log 0 in float32. Compute from the logits: "
+                           "F.binary_cross_entropy_with_logits (a softplus inside), after flattening")
+    expect_close(out, F.binary_cross_entropy_with_logits(logits.view(-1), labels), "loss at confident logits",
+                 "use F.binary_cross_entropy_with_logits on the flattened logits")
+
+
 # ============================================================================ bugs.saturating_g_loss
 spec = _isolated(register("bugs.saturating_g_loss", sb.fixed_generator_loss,
                 "non-saturating generator loss −E[log D(G(z))]"))
@@ -646,6 +660,9 @@ def _(fn):
     w0 = torch.ones(4)
     grads = torch.ones(1000, 4, dtype=torch.bfloat16)
     w = fn(w0, grads, 1e-4)
+    if not torch.equal(w0, torch.ones(4)):
+        raise CheckFailure("your function changed w0 in place (w -= … on the caller's tensor): the caller's "
+                           "initial weights are overwritten. Work on a float32 copy, w = w0.float().clone()")
     expect_tensor(w, (4,), "weights")
     if torch.allclose(w.float(), w0, atol=1e-6):
         raise CheckFailure("1000 updates of 1e-4 should move 1.0 to 0.9, yours stayed at 1.0: the "
@@ -916,8 +933,21 @@ def _(fn):
 
 @spec.case("bilinear values, up and down")
 def _(fn):
+    # "bilinear" does not pin align_corners or antialias down: any of the four bilinear resizes passes
     for h, size in ((28, 32), (8, 6)):
         x = torch.rand(3, h, h, generator=_gen(h))
-        expect_close(fn(x, size), sb.fixed_resize_digits(x, size), f"resize {h} → {size}",
-                     "F.interpolate(x.unsqueeze(1), size=(size, size), mode='bilinear', "
-                     "align_corners=False)")
+        out = fn(x, size)
+        expect_tensor(out, (3, 1, size, size), f"resize {h} → {size}")
+        if not torch.isfinite(out).all():
+            raise CheckFailure(f"resize {h} → {size} contains NaN or inf")
+        variants = [F.interpolate(x.unsqueeze(1), size=(size, size), mode="bilinear", align_corners=ac,
+                                  antialias=aa) for ac in (False, True) for aa in (False, True)]
+        if any(torch.allclose(out.double(), v.double(), rtol=1e-4, atol=1e-5) for v in variants):
+            continue
+        nearest = F.interpolate(x.unsqueeze(1), size=(size, size), mode="nearest")
+        if torch.allclose(out.double(), nearest.double(), atol=1e-5):
+            raise CheckFailure(f"resize {h} → {size}: that is nearest-neighbour resizing; the fix keeps the "
+                               "snippet's bilinear mode")
+        raise CheckFailure(f"resize {h} → {size}: the values differ from a bilinear resize of each image "
+                           "(any align_corners / antialias setting is accepted): keep the snippet's mode and "
+                           "resize the two spatial axes of (N, 1, H, W) together")
