@@ -156,7 +156,8 @@ def _(cls):
     _, _, logvar = _head_out(cls)
     if (logvar < 0).float().mean() < 0.1:
         raise CheckFailure("logvar is (almost) never negative, so the variance is never below the "
-                           "prior's 1: no ReLU on the log-variance — it is unconstrained")
+                           "prior's 1: no activation that keeps it positive (ReLU, softplus, exp) on the log-variance — "
+                           "it is unconstrained, a plain Linear")
 
 
 @spec.case("gradients reach both heads")
