@@ -219,6 +219,9 @@ DL_GALLERY = [
     # review turn 3 (ch07 misdiagnosis 4): α for ᾱ was also told "the noise has std 0.83"
     ("alpha for alpha_bar (no second diagnosis)", lambda m, x0, s: _loss(m, x0, s, lambda s, t: s.alphas[t]),
      "x_t built with ᾱ at the sampled t, target the noise", "ᾱ vs α"),
+    # learners C: passing √ᾱ to q_sample got a generic line
+    ("sqrt(alpha_bar) passed to q_sample", lambda m, x0, s: _loss(m, x0, s, lambda s, t: s.alpha_bar[t].sqrt()),
+     "x_t built with ᾱ at the sampled t, target the noise", "√ᾱ passed to q_sample"),
     # review turn 3 (ch07 misdiagnosis 7): the ELBO weighting got only "loss must be 0.25"
     ("ELBO-weighted loss", lambda m, x0, s: _loss_elbo(m, x0, s),
      "a mean over the batch and every dimension", "weighting"),

@@ -345,6 +345,15 @@ def _(fn):
         torch.manual_seed(0)
         if _scalar(_eps_loss(fn, x0, sch, mode)["out"]).item() < 1e-6:
             raise CheckFailure(msg)
+    # √ᾱ handed to q_sample as its ᾱ: then (x_t − ᾱ^¼·x0)/√(1 − √ᾱ) is pure noise, uncorrelated with x0
+    x_t, t = obs["seen"][-1]
+    a = _col(sch.alpha_bar[torch.as_tensor(t).long().reshape(-1)], x_t)
+    eps_h = (x_t - a.sqrt().sqrt() * x0) / (1 - a.sqrt()).sqrt()
+    corr = torch.corrcoef(torch.stack([eps_h.flatten(), x0.flatten()]))[0, 1]
+    # 512 values: the correlation's standard error is about 0.04
+    if torch.isfinite(corr) and abs(corr) < 0.15 and abs(eps_h.std().item() - 1) < 0.15:
+        raise CheckFailure("x_t was built with √ᾱ_t where ᾱ_t belongs (√ᾱ passed to q_sample, which takes "
+                           "the square roots itself): q_sample(x0, schedule.alpha_bar[t], ε)")
     raise CheckFailure("the model's input is not √ᾱ_t·x0 + √(1 − ᾱ_t)·ε for the t it receives, or the "
                        "target is not that ε. Draw t (N,) and ε, build x_t with q_sample(x0, "
                        "schedule.alpha_bar[t], ε), return mean((model(x_t, t) − ε)²)")
