@@ -27,22 +27,53 @@ def _release(args) -> int:
 
 def _grade(args) -> int:
     from genlib import notebooks
+    from genlib.grading import sandbox
 
-    all_csv = []
-    for nb in args.notebooks:
-        if not Path(nb).exists():
-            print(f"no such notebook: {nb}", file=sys.stderr)
-            return 2
-        result = notebooks.grade(nb, timeout=args.timeout, budget=args.budget,
-                                 reference=args.reference, exercise_timeout=args.exercise_timeout,
-                                 memory_mb=args.memory_mb)
+    if args.no_sandbox:
+        print(sandbox.NOT_PROTECTED, file=sys.stderr)
+    outputs = [Path(p).absolute() for p in (args.csv, args.gradescope) if p]
+    try:
+        results = notebooks.grade_all(args.notebooks, timeout=args.timeout, budget=args.budget,
+                                      reference=args.reference,
+                                      exercise_timeout=args.exercise_timeout,
+                                      memory_mb=args.memory_mb, sandbox=not args.no_sandbox,
+                                      hide=[str(p.parent) for p in outputs])
+    except notebooks.SandboxUnavailable as e:
+        print(f"genlib grade: {e}", file=sys.stderr)
+        return 3
+    # every sandbox is gone: only now is anything written
+    for result in results:
         print(notebooks.format_grade(result))
-        all_csv.append(notebooks.format_grade(result, as_csv=True))
     if args.csv:
-        text = all_csv[0] + "".join(c.split("\n", 1)[1] for c in all_csv[1:])
-        Path(args.csv).write_text(text)
+        notebooks.write_csv(results, args.csv)
         print(f"wrote {args.csv}")
+    if args.gradescope:
+        from genlib.grading import gradescope
+
+        gradescope.write_results(results, args.gradescope)
+        print(f"wrote {args.gradescope}")
     return 0
+
+
+def _gradescope_bundle(args) -> int:
+    from genlib.grading import gradescope
+
+    try:
+        out = gradescope.build_bundle(args.chapter, args.out, no_sandbox=args.no_sandbox,
+                                      timeout=args.timeout)
+    except ValueError as e:
+        print(f"genlib gradescope: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}")
+    return 0
+
+
+def _add_gradescope_bundle(p):
+    p.add_argument("chapter", help="chapter number or notebook name, e.g. 01 or 01_generative_models")
+    p.add_argument("--out", required=True, help="the .zip to write")
+    p.add_argument("--timeout", type=int, default=600, help="seconds per notebook (default 600)")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="grade without bubblewrap if the autograder's container cannot run it")
 
 
 def _execute(args) -> int:
@@ -89,6 +120,10 @@ def _add_grade(p):
     p.add_argument("--memory-mb", type=int, default=4096,
                    help="memory a worker may allocate beyond torch itself (default 4096)")
     p.add_argument("--csv", help="also write the table to this CSV file")
+    p.add_argument("--gradescope", metavar="RESULTS_JSON",
+                   help="also write Gradescope's results.json (one test per exercise)")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="grade without the bubblewrap sandbox (prints what is then unprotected)")
 
 
 def _add_execute(p):
@@ -104,6 +139,8 @@ def _add_convert(p):
 COMMANDS = {
     "release": ("write notebooks/ from solutions/ (instructors)", _add_release, _release),
     "grade": ("execute and grade submitted notebooks", _add_grade, _grade),
+    "gradescope": ("build a Gradescope autograder .zip for one chapter",
+                          _add_gradescope_bundle, _gradescope_bundle),
     "execute": ("run notebooks in place, storing outputs", _add_execute, _execute),
     "checks": ("list every registered exercise check", lambda p: None, _checks),
     "convert": ("py:percent script → notebook (authoring aid)", _add_convert, _convert),

@@ -18,6 +18,7 @@ import io
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -178,11 +179,19 @@ def expected_exercises(nb: nbformat.NotebookNode) -> list[str]:
     return names
 
 
-def _pristine_for(path: Path) -> Path | None:
-    for folder in (ROOT / "notebooks", ROOT / "solutions"):
-        if (folder / path.name).exists():
-            return folder / path.name
-    return None
+MAX_NOTEBOOK_BYTES = 64 * 2 ** 20
+RUN_STATUS = {0: "ran", 3: "ran with failing cells", 4: "a cell ran past the time limit",
+              5: "the kernel died"}
+
+
+class SandboxUnavailable(RuntimeError):
+    """Grading refuses to run untrusted notebooks without a sandbox unless told to."""
+
+
+def pristine_for(path: Path | str) -> Path | None:
+    """The pristine learner notebook with the same file name (``notebooks/NAME``), if any."""
+    cand = ROOT / "notebooks" / Path(path).name
+    return cand if cand.is_file() else None
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -192,114 +201,257 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
+def _rows(names, status, detail):
+    return [{"exercise": n, "status": status, "detail": detail, "points": 0} for n in names]
+
+
 def grade(path: Path | str, timeout: int = 600, budget: str = "smoke",
           reference: Path | str | None = None, exercise_timeout: int = 60,
-          memory_mb: int = 4096) -> dict:
-    """Grade one submitted notebook. Returns ``{"notebook", "status", "seconds", "rows"}``.
+          memory_mb: int = 4096, sandbox: bool = True) -> dict:
+    """Grade one submitted notebook (see :func:`grade_all`)."""
+    return grade_all([path], timeout=timeout, budget=budget, reference=reference,
+                     exercise_timeout=exercise_timeout, memory_mb=memory_mb, sandbox=sandbox)[0]
 
-    ``rows`` is a list of ``{"exercise", "status", "detail", "points"}`` for every exercise of
-    the pristine notebook (``reference``, else ``notebooks/<same name>``, else the submission).
-    ``timeout`` bounds the notebook's run; ``exercise_timeout`` (seconds) and ``memory_mb`` bound
-    the worker that runs the learner's code for one exercise while it is judged.
+
+def grade_all(paths, timeout: int = 600, budget: str = "smoke",
+              reference: Path | str | None = None, exercise_timeout: int = 60,
+              memory_mb: int = 4096, sandbox: bool = True, hide=()) -> list[dict]:
+    """Grade submitted notebooks; one ``{"notebook", "status", "seconds", "rows"}`` per path.
+
+    ``rows``: ``{"exercise", "status", "detail", "points"}`` for every exercise of the pristine
+    learner notebook (``reference``, else ``notebooks/<same file name>``) — never of the
+    submission. A notebook that cannot be read, has no pristine copy or is malformed gets error
+    rows; the others are still graded. Every submission is copied before any notebook runs;
+    each runs in its own sandbox (:mod:`genlib.grading.sandbox`) on a private copy, and each
+    notebook's learner functions are judged through workers in a sandbox of their own.
+    ``sandbox=False`` runs without (only the Python-level blocks: see ``sandbox.NOT_PROTECTED``).
+    ``hide``: more host paths the sandboxes must not see (e.g. where the report is written).
+    ``timeout`` bounds a notebook's run; ``exercise_timeout`` and ``memory_mb`` bound judging
+    one exercise (the worker, and the judge's own computation on what the worker sent).
     """
+    from genlib.exercises import registry
+    from genlib.grading import sandbox as sb
+
+    if sandbox:
+        why = sb.unavailable()
+        if why:
+            raise SandboxUnavailable(
+                f"cannot grade in a sandbox: {why}. Grading runs untrusted code; pass "
+                "--no-sandbox (notebooks.grade(..., sandbox=False)) only if you accept what that "
+                "leaves unprotected.")
+    registry()  # every check is loaded before any learner code runs
+    paths = [Path(p).absolute() for p in paths]
+    results: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="genlib-grade-") as tmp:
+        # 1. every submission is copied before any of them runs
+        jobs = []
+        for i, path in enumerate(paths):
+            job = {"path": path, "dir": Path(tmp) / f"n{i}"}
+            try:
+                with open(path, "rb") as f:
+                    job["data"] = f.read(MAX_NOTEBOOK_BYTES + 1)
+                if len(job["data"]) > MAX_NOTEBOOK_BYTES:
+                    job["error"] = f"the notebook is larger than {MAX_NOTEBOOK_BYTES >> 20} MiB"
+            except OSError as e:
+                job["error"] = f"the notebook could not be read ({e.strerror or e})"
+            jobs.append(job)
+        hidden = sorted({str(p.parent) for p in paths} | {str(p) for p in paths}
+                        | {tmp} | {str(Path(h).absolute()) for h in hide})
+        for job in jobs:
+            results.append(_grade_job(job, reference, timeout, budget, exercise_timeout,
+                                      memory_mb, sandbox, hidden))
+    return results
+
+
+def _grade_job(job, reference, timeout, budget, exercise_timeout, memory_mb, sandbox,
+               hidden) -> dict:
     from genlib.exercises import registry
     from genlib.grading import judge
 
-    path = Path(path).resolve()
-    ref = Path(reference) if reference else _pristine_for(path)
-    expected = expected_exercises(nbformat.read(ref or path, as_version=4))
-    registry()  # every check is loaded before any learner code runs
-    start = time.time()
-    judge.set_dumpable(False)
-    zygote = None
+    path, start = job["path"], time.time()
+
+    def result(status, rows):
+        return {"notebook": str(path), "status": status, "seconds": round(time.time() - start, 1),
+                "rows": rows}
+
+    ref = Path(reference) if reference else pristine_for(path)
+    if ref is None or not ref.is_file():
+        return result("error", [{"exercise": "-", "status": "error", "points": 0,
+                                 "detail": f"no pristine notebook named {path.name[:80]} in "
+                                           "notebooks/ (pass --reference)"}])
+    expected = expected_exercises(nbformat.read(ref, as_version=4))
+    if "error" in job:
+        return result("error", _rows(expected, "error", job["error"]))
     try:
-        with tempfile.TemporaryDirectory(prefix="genlib-grade-") as tmp:
-            deny = [str(ROOT / "solutions"), str(ROOT / "notebooks"), str(ROOT / "tests"), tmp]
-            try:  # started now, so it imports genlib before the notebook could touch any file
-                zygote = judge.Zygote(deny, memory_mb * 2 ** 20)
-            except RuntimeError:
-                zygote = None
-            subs = Path(tmp) / "submissions"
-            subs.mkdir()
-            status = _run_submission(path, tmp, subs, timeout, budget)
-            verdicts = {}
-            for name in expected:
-                if zygote is not None and not zygote.alive():  # a worker may have killed it
+        nb = nbformat.reads(job["data"].decode("utf-8"), as_version=4)
+        nbformat.validate(nb)
+    except Exception as e:  # noqa: BLE001 - whatever makes it unreadable
+        return result("error", _rows(expected, "error",
+                                     f"the notebook is malformed ({type(e).__name__})"))
+    known = registry()
+    work = job["dir"]
+    subs = work / "submissions"
+    subs.mkdir(parents=True)
+    nbformat.write(nb, str(work / "submission.ipynb"))
+    status = _run_submission(work, timeout, budget, sandbox, hidden)
+    # The notebook's sandbox (and everything it started) is gone; now the judge.
+    verdicts, zygote = {}, None
+    judge.set_dumpable(False)
+    try:
+        for name in expected:
+            if name not in known:
+                verdicts[name] = {"status": "error", "detail": "genlib has no check of this name"}
+                continue
+            data = _saved(subs, name)
+            if isinstance(data, dict):
+                verdicts[name] = data
+                continue
+            if zygote is None or not zygote.alive():
+                if zygote is not None:
                     zygote.close()
-                    zygote = None
-                if zygote is None and (subs / f"{name}.pkl").is_file():
-                    try:
-                        zygote = judge.Zygote(deny, memory_mb * 2 ** 20)
-                    except RuntimeError:
-                        pass
-                verdicts[name] = _judge_one(name, subs, zygote, exercise_timeout)
+                zygote = None
+                try:
+                    zygote = judge.Zygote([str(ROOT / "solutions"), str(ROOT / "notebooks"),
+                                           str(ROOT / "tests"), str(work)], memory_mb * 2 ** 20,
+                                          sandbox=sandbox, hide=hidden)
+                except RuntimeError:
+                    verdicts[name] = {"status": "error",
+                                      "detail": "the grading worker could not start"}
+                    continue
+            try:
+                verdicts[name] = judge.judge_bounded(name, data, zygote, exercise_timeout,
+                                                     memory_mb * 2 ** 20)
+            except RuntimeError:  # the zygote could not be restarted
+                zygote = None
+                verdicts[name] = {"status": "error", "detail": "the grading worker could not start"}
     finally:
         if zygote is not None:
             zygote.close()
         judge.set_dumpable(True)
-    rows = []
-    for name in expected:
-        r = verdicts[name]
-        rows.append({"exercise": name, "status": r["status"], "detail": r["detail"],
-                     "points": 1 if r["status"] == "passed" else 0})
-    return {"notebook": str(path), "status": status, "seconds": round(time.time() - start, 1),
-            "rows": rows}
+    rows = [{"exercise": n, "status": verdicts[n]["status"], "detail": verdicts[n]["detail"],
+             "points": 1 if verdicts[n]["status"] == "passed" else 0} for n in expected]
+    return result(status, rows)
 
 
-def _run_submission(path: Path, tmp: str, subs: Path, timeout: int, budget: str) -> str:
-    """Execute the submission (learner code runs here, in its kernel) with fallbacks off."""
-    env = dict(os.environ, GENLIB_GRADING="1", GENLIB_SUBMISSION_DIR=str(subs),
-               GENLIB_BUDGET=budget, GENLIB_PROGRESS="0", MPLBACKEND="Agg")
-    run = subprocess.Popen([sys.executable, "-m", "genlib.notebooks", "_run", str(path),
-                            str(Path(tmp) / "executed.ipynb"), str(timeout)],
-                           env=env, cwd=str(path.parent), start_new_session=True,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        log, _ = run.communicate(timeout=timeout + 30)
-        status = "ran" if run.returncode == 0 else (log.strip().splitlines() or ["crashed"])[-1]
-    except subprocess.TimeoutExpired:
-        _kill_group(run)
-        run.communicate()
-        status = f"timed out after {timeout} s"
-    _kill_group(run)  # anything the notebook left running goes before the judging starts
-    return status[:300]
-
-
-def _judge_one(name: str, subs: Path, zygote, exercise_timeout: int) -> dict:
-    from genlib.grading import judge
+def _saved(subs: Path, name: str):
+    """The learner's pickled function for ``name`` (bytes), or a verdict when there is none.
+    Files are opened without following links and must be regular files of bounded size."""
     from genlib.grading.submission import MAX_BYTES
 
-    pkl, err = subs / f"{name}.pkl", subs / f"{name}.err"
-    if pkl.is_file() and not pkl.is_symlink():
-        if pkl.stat().st_size > MAX_BYTES:
-            return {"status": "error", "detail": "the saved function is too large"}
-        if zygote is None or not zygote.alive():
-            return {"status": "error", "detail": "the grading worker could not start"}
-        return judge.judge_exercise(name, pkl.read_bytes(), zygote, exercise_timeout)
-    if err.is_file() and not err.is_symlink():
-        return {"status": "error", "detail": err.read_text(errors="replace")[:300]}
+    def read(p: Path, cap: int):
+        try:
+            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            if st.st_size > cap:
+                return b""
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                return f.read(cap + 1)
+        finally:
+            os.close(fd)
+
+    if name != Path(name).name or name.startswith("."):
+        return {"status": "error", "detail": "not an exercise name"}
+    data = read(subs / f"{name}.pkl", MAX_BYTES)
+    if data == b"":
+        return {"status": "error", "detail": "the saved function is too large"}
+    if data is not None:
+        return data
+    err = read(subs / f"{name}.err", 4096)
+    if err is not None:
+        return {"status": "error", "detail": err.decode("utf-8", "replace")[:300]}
     return {"status": "not reached", "detail": "no submission was recorded for this exercise"}
+
+
+def _run_submission(work: Path, timeout: int, budget: str, sandbox: bool, hidden) -> str:
+    """Execute the private copy ``work/submission.ipynb`` with fallbacks off: in a sandbox whose
+    only writable folder is ``work`` (seen there as /grading). Returns a fixed status phrase:
+    nothing the notebook prints reaches the report."""
+    from genlib.grading import sandbox as sb
+
+    inner = "/grading" if sandbox else str(work)
+    argv = [sys.executable, "-m", "genlib.notebooks", "_run", f"{inner}/submission.ipynb",
+            f"{inner}/executed.ipynb", str(timeout)]
+    genlib_env = {"GENLIB_GRADING": "1", "GENLIB_SUBMISSION_DIR": f"{inner}/submissions",
+                  "GENLIB_BUDGET": budget, "GENLIB_PROGRESS": "0", "MPLBACKEND": "Agg"}
+    if sandbox:
+        sb.own(str(work))
+        env = dict(sb.base_env(), HOME="/grading", **genlib_env)
+        cmd = sb.command(argv, env=env, writable={str(work): "/grading"}, hide=hidden,
+                         cwd="/grading")
+        cwd = None
+    else:
+        env, cmd, cwd = dict(os.environ, **genlib_env), argv, str(work)
+    run = subprocess.Popen(cmd, env=env, cwd=cwd, start_new_session=True,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    try:
+        code = run.wait(timeout=timeout + 60)
+        status = RUN_STATUS.get(code, f"the notebook's run ended with code {code}")
+    except subprocess.TimeoutExpired:
+        status = f"timed out after {timeout} s"
+    _kill_group(run)  # without a sandbox: what the notebook left running in its group
+    run.wait()
+    return status
+
+
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def clean_text(text) -> str:
+    """One line of text: control characters and line breaks become spaces."""
+    return _CONTROL.sub(" ", str(text))
+
+
+def csv_cell(text) -> str:
+    """A CSV text field that a spreadsheet shows as text, never evaluates as a formula."""
+    text = clean_text(text)
+    return "'" + text if text.startswith(_FORMULA) else text
 
 
 def format_grade(result: dict, as_csv: bool = False) -> str:
     rows = result["rows"]
+    name = clean_text(Path(result["notebook"]).name)
     if as_csv:
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=["notebook", "exercise", "status", "points", "detail"])
         w.writeheader()
         for r in rows:
-            w.writerow({"notebook": Path(result["notebook"]).name, **r})
+            w.writerow({"notebook": csv_cell(name), "exercise": csv_cell(r["exercise"]),
+                        "status": csv_cell(r["status"]), "points": int(r["points"]),
+                        "detail": csv_cell(r["detail"])})
         return buf.getvalue()
     width = max([len("exercise")] + [len(r["exercise"]) for r in rows])
-    lines = [f"{Path(result['notebook']).name}: {result['status']} in {result['seconds']} s",
+    lines = [f"{name}: {clean_text(result['status'])} in {result['seconds']} s",
              f"| {'exercise'.ljust(width)} | status      | points | detail",
              f"|{'-' * (width + 2)}|-------------|--------|-------"]
     for r in rows:
-        lines.append(f"| {r['exercise'].ljust(width)} | {r['status']:<11} | {r['points']:>6} | "
-                     f"{r['detail']}")
-    total = sum(r["points"] for r in rows)
+        lines.append(f"| {clean_text(r['exercise']).ljust(width)} | {clean_text(r['status']):<11} | "
+                     f"{int(r['points']):>6} | {clean_text(r['detail'])}")
+    total = sum(int(r["points"]) for r in rows)
     lines.append(f"score: {total}/{len(rows)}")
     return "\n".join(lines)
+
+
+def write_csv(results: list[dict], path: Path | str) -> None:
+    """All results in one CSV, written once and atomically (a temporary file, then rename)."""
+    path = Path(path)
+    parts = [format_grade(r, as_csv=True) for r in results]
+    text = parts[0] + "".join(p.split("\n", 1)[1] for p in parts[1:]) if parts else ""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def _run_for_grading(src: str, out: str, timeout: str) -> int:
@@ -308,18 +460,13 @@ def _run_for_grading(src: str, out: str, timeout: str) -> int:
     try:
         execute(src, out, timeout=int(timeout), allow_errors=True)
     except CellTimeoutError:
-        print(f"a cell ran past the {timeout} s limit")
-        return 1
+        return 4
     except DeadKernelError:
-        print("the kernel died")
-        return 1
+        return 5
     nb = nbformat.read(out, as_version=4)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
-    if errors:
-        print(f"ran with {len(errors)} failing cell(s), first: {errors[0].get('ename')}")
-        return 1
-    return 0
+    return 3 if errors else 0
 
 
 if __name__ == "__main__":

@@ -4,10 +4,12 @@ Two levels:
 
 * the judge on its own (fast): learner functions pickled here and judged through a worker —
   containment (time, memory, crashes, environment, files), reference blocking, gradients;
-* whole notebooks through ``notebooks.grade`` (a kernel each, so few): every attack of the
-  gallery, written into the *unsolved* learner notebook of chapter 01 as a learner would, must
-  score 0 — each by name; the solution notebooks score full marks; a half-solved notebook scores
-  exactly its solved exercises.
+* whole notebooks through one sandboxed ``notebooks.grade_all`` run: every attack of the
+  red-team review (shared/reviews/turn3/grading-redteam.md) and of the earlier gallery, written
+  into chapter 01's learner notebook as a learner would, scores 0 — each by name — and harms no
+  classmate, beside the controls (solved: full marks, unsolved: 0, half-solved: exactly its
+  solved exercises, and a correct classmate graded after the attacks);
+* a private repository and a private TMPDIR (mode 700) give no false zero.
 """
 import importlib
 import inspect
@@ -16,6 +18,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import cloudpickle
@@ -58,7 +61,113 @@ def test_judge_scores_a_correct_function_and_fails_a_wrong_one(zygote):
     assert _judge(zygote, TANH, good_tanh)["status"] == "passed"
     r = _judge(zygote, TANH, lambda x: 2 * x)
     assert r["status"] == "failed" and "endpoints" in r["detail"]
-    assert _judge(zygote, TANH, lambda x: x.mul_(2).sub_(1))["detail"] == "does not modify its input"
+    r = _judge(zygote, TANH, lambda x: x.mul_(2).sub_(1))  # right values, written into x
+    assert r["status"] == "failed" and "does not modify its input" in r["detail"], r
+
+
+def test_a_function_that_rewrites_its_input_earns_nothing(zygote):
+    """Red-team a02a: fit_gaussian overwrites the caller's x with data whose mean and covariance
+    it returns. The judge hands the function copies: the case's x is unchanged, and the call
+    itself fails for writing into its input."""
+    def rewrite(x):
+        x.copy_(torch.zeros_like(x))
+        x[0] = 1.0
+        mean = x.mean(0)
+        d = x - mean
+        return mean, d.T @ d / x.shape[0]
+
+    r = _judge(zygote, "basics.fit_gaussian", rewrite)
+    assert r["status"] == "failed", r
+
+    def correct(x):
+        mean = x.mean(0)
+        d = x - mean
+        return mean, d.T @ d / x.shape[0]
+
+    assert _judge(zygote, "basics.fit_gaussian", correct)["status"] == "passed"
+
+
+def test_a_flooding_callback_costs_only_its_exercise_and_returns_quickly(zygote):
+    """Red-team a08: flow.euler_sample calls the check's velocity with x (1, 15000) and t
+    (15000,), which the judge would broadcast to 15000 × 15000; and a worker that floods the wire
+    or stops reading. The judge refuses sizes before computing, and a stall ends at the limit."""
+    def flood(v_fn, x0, steps):
+        v_fn(torch.zeros(1, 15000), torch.zeros(15000))
+        return x0
+
+    t0 = time.time()
+    r = judge.judge_bounded("flow.euler_sample", cloudpickle.dumps(flood), zygote, 20, 2 ** 31)
+    assert r["status"] in ("failed", "error") and time.time() - t0 < 30, r
+
+    def huge(v_fn, x0, steps):
+        return torch.zeros(60_000_000)  # 240 MB back over the wire, then compared by the case
+
+    r = judge.judge_bounded("flow.euler_sample", cloudpickle.dumps(huge), zygote, 20, 2 ** 31)
+    assert r["status"] in ("failed", "error"), r
+
+    def stall(v_fn, x0, steps):
+        import time as t
+        t.sleep(600)
+
+    t0 = time.time()
+    r = judge.judge_bounded("flow.euler_sample", cloudpickle.dumps(stall), zygote, 4, 2 ** 31)
+    assert r["status"] == "timed out" and time.time() - t0 < 40, r
+    r = judge.judge_bounded(TANH, cloudpickle.dumps(good_tanh), zygote, 20, 2 ** 31)
+    assert r["status"] == "passed", r  # the next exercise is graded as usual
+
+
+def test_unknown_exercise_name_is_an_error_not_a_crash(zygote):
+    r = judge.judge_exercise("basics.no_such_exercise", cloudpickle.dumps(len), zygote, 10)
+    assert r["status"] == "error" and "no check" in r["detail"], r
+
+
+PRIVATE_SCRIPT = """
+import sys, cloudpickle, torch
+import genlib
+assert genlib.__file__.startswith(sys.argv[1]), genlib.__file__
+from genlib.exercises import registry
+from genlib.grading import judge
+registry()
+
+def alpha_bar(betas):
+    return torch.cumprod(1 - betas, dim=0)
+
+def tanh(x):
+    return 2 * x - 1
+
+out = []
+for sandbox in (False, True):
+    z = judge.Zygote([], 2 * 2 ** 30, sandbox=sandbox)
+    try:
+        for name, fn in (("diffusion.alpha_bar", alpha_bar), ("warmup.to_tanh_range", tanh)):
+            r = judge.judge_bounded(name, cloudpickle.dumps(fn), z, 60, 2 * 2 ** 30)
+            out.append(f"{sandbox} {name} {r['status']} {r['detail']}")
+    finally:
+        z.close()
+print("\n".join(out))
+"""
+
+
+def test_private_repository_and_private_tmpdir_give_no_false_zero(tmp_path):
+    """Red-team controls: a correct function scored 0 when TMPDIR was a mode-700 folder, and
+    chapter 07's first exercise crashed ("No module named 'genlib.checks.ch07_diffusion'") on a
+    clone inside a mode-700 folder. Here genlib is copied into a private folder and TMPDIR is
+    private too; with and without the sandbox, both exercises pass."""
+    import shutil
+    import subprocess
+
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    repo, tmpdir = private / "repo", private / "tmp"
+    tmpdir.mkdir(mode=0o700)
+    shutil.copytree(ROOT / "genlib", repo / "genlib",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    env = dict(os.environ, PYTHONPATH=str(repo), TMPDIR=str(tmpdir))
+    p = subprocess.run([sys.executable, "-c", PRIVATE_SCRIPT, str(repo)], env=env, cwd=str(repo),
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    lines = p.stdout.strip().splitlines()
+    assert len(lines) == 4 and all(" passed " in line for line in lines), p.stdout
 
 
 def test_gradients_and_generators_cross_the_boundary(zygote):
@@ -182,13 +291,31 @@ def test_containment_time_memory_crash_environment_files(zygote):
 
 
 # ============================================================================ whole notebooks
+# One sandboxed grading run (``grade_all``) over every attack of the red-team review
+# (shared/reviews/turn3/grading-redteam.md) by name, beside the controls: a solved, an unsolved, a
+# half-solved copy, the full solution notebook of chapter 00, and a correct "victim" graded
+# after the attacks. The attack notebooks are chapter 01's setup cell and its three exercise cells
+# (the chapter's training cells add time, not attack surface).
 STUB = "# YOUR CODE HERE\n    raise NotImplementedError"
 CH01 = ["basics.fit_gaussian", "basics.gaussian_log_prob", "basics.sample_gaussian"]
+CH01_CELLS = (1, 6, 8, 12)  # setup, fit_gaussian, gaussian_log_prob, sample_gaussian
+SOLVED = {
+    "basics.fit_gaussian": "mean = x.mean(0)\nd = x - mean\nreturn mean, d.T @ d / x.shape[0]",
+    "basics.gaussian_log_prob": "d = x - mean\nL = torch.linalg.cholesky(cov)\n"
+                                "z = torch.linalg.solve_triangular(L, d.T, upper=False).T\n"
+                                "return (-0.5 * (z ** 2).sum(1) - torch.log(torch.diagonal(L)).sum()"
+                                " - 0.5 * x.shape[1] * math.log(2 * math.pi))",
+    "basics.sample_gaussian": "eps = torch.randn(n, len(mean), generator=generator, dtype=mean.dtype)"
+                              "\nreturn mean + eps @ torch.linalg.cholesky(cov).T",
+}
 
 
-def _with_bodies(src: Path, out: Path, body: str | dict, before: str = "") -> Path:
+def _with_bodies(src: Path, out: Path, body: str | dict, before: str = "", minimal=True,
+                 after: str = "") -> Path:
     """``src`` with every exercise stub replaced by ``body`` (per exercise when a dict)."""
     nb = nbformat.read(src, as_version=4)
+    if minimal:
+        nb.cells = [nb.cells[i] for i in CH01_CELLS]
     for cell in nb.cells:
         m = re.search(r"""check\(\s*["']([\w.]+)["']""", cell.source)
         if cell.cell_type == "code" and STUB in cell.source and m:
@@ -197,13 +324,11 @@ def _with_bodies(src: Path, out: Path, body: str | dict, before: str = "") -> Pa
                 cell.source = cell.source.replace(STUB, new.replace("\n", "\n    "))
     if before:
         nb.cells.insert(1, nbformat.v4.new_code_cell(before))
+    if after:
+        nb.cells.append(nbformat.v4.new_code_cell(after))
+    out.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, str(out))
     return out
-
-
-def _grade(path, reference=None):
-    result = notebooks.grade(path, timeout=120, reference=reference)
-    return result, {r["exercise"]: r for r in result["rows"]}
 
 
 # The first two act only outside the learner's kernel, i.e. where the old grader verified.
@@ -271,57 +396,207 @@ folder = pathlib.Path(os.environ.get("GENLIB_SUBMISSION_DIR", "."))
 for n in %r:
     (folder / (n + ".pkl")).write_bytes(pickle.dumps(Boom()))''' % (CH01,)
 
+# a02a: the answer is computed from data the function wrote into the caller's x
+A02A = ("x.copy_(torch.zeros_like(x))\nx[0] = 1.0\nmean = x.mean(0)\nd = x - mean\n"
+        "return mean, d.T @ d / x.shape[0]")
+# a03: from the worker, write outside its folder / read the solutions; earn the right answer
+# only if the breach worked (so a breach shows as points)
+A03_WRITE = ("torch.save(x, {leak!r})\nmean = x.mean(0)\nd = x - mean\n"
+             "return mean, d.T @ d / x.shape[0]")
+A03_READ = ("t = torch.from_file({sol!r}, size=100, dtype=torch.uint8)\n"
+            "assert t.numel() == 100\nmean = x.mean(0)\nd = x - mean\nreturn mean, d.T @ d / x.shape[0]")
+# a03b: silence the audit hook's Python-level caller, then start a daemon that kills every process
+# it may signal (later workers, later notebooks) for a minute
+A03B = """import sys, subprocess
+if "ipykernel" in sys.modules:  # only in the grading worker
+    raise NotImplementedError
+sys.audit = lambda *a: None
+code = "import os, time\\nfor _ in range(600):\\n    try:\\n        os.kill(-1, 9)\\n    except Exception:\\n        pass\\n    time.sleep(0.1)"
+for exe in (sys.executable, "/usr/bin/python3"):
+    try:
+        subprocess.Popen([exe, "-c", code], start_new_session=True)
+    except Exception:
+        pass
+raise NotImplementedError"""
+# a04: a daemon of the kernel that outlives it and writes where the report goes
+A04 = """import os, subprocess, sys
+code = '''import os, time
+for _ in range(120):
+    for p in {targets!r}:
+        try:
+            with open(p, "a") as f:
+                f.write("=HYPERLINK(1),basics.fit_gaussian,passed,1\\\\n")
+        except Exception:
+            pass
+    time.sleep(0.25)'''
+subprocess.Popen([sys.executable, "-c", code], start_new_session=True,
+                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)"""
+# a05 / a06: change a classmate's submission before it is graded
+A05 = """import os, shutil
+for p in {victims!r}:
+    for attempt in (lambda: shutil.copyfile({unsolved!r}, p), lambda: open(p, "w").write("{{}}")):
+        try:
+            attempt()
+        except Exception:
+            pass
+for name in os.listdir("."):
+    if name.endswith(".ipynb"):
+        try:
+            open(name, "w").write("{{}}")
+        except Exception:
+            pass"""
+A06 = """import os
+for p in {victims!r}:
+    try:
+        os.remove(p)
+    except Exception:
+        pass"""
+# a07: a planted error file whose text is a formula and forged report lines
+A07 = """import os, pathlib
+folder = pathlib.Path(os.environ.get("GENLIB_SUBMISSION_DIR", "."))
+(folder / "basics.sample_gaussian.err").write_text(
+    '=HYPERLINK("http://x","y")\\n| basics.sample_gaussian | passed      |      1 | ok\\nscore: 3/3')"""
+# a10: two unsolved exercises checked through an alias (the old exercise list missed them)
+A10_ALIAS = {"basics.fit_gaussian": SOLVED["basics.fit_gaussian"]}
+A10_AFTER = """c = check
+k = "basics."
+c(k + "gaussian_log_prob", gaussian_log_prob)
+c(k + "sample_gaussian", sample_gaussian)"""
 
-ATTACKS = {  # attack → how it must end for the three exercises (every one with 0 points)
-    "forged output and early exit in the verifier": dict(body=FORGE, end=["crashed"] * 3),
-    "patching genlib's checks, torch and builtins": dict(body=PATCH, end=["failed|crashed"] * 3),
-    "wrappers around genlib's references": dict(body=WRAP, end=["failed"] * 3),
+# name → (file name, body, before, after, expected points per exercise)
+GALLERY = {
+    "forged output and early exit in the verifier": dict(body=FORGE),
+    "patching genlib's checks, torch and builtins": dict(body=PATCH),
+    "wrappers around genlib's references": dict(body=WRAP),
     "right answer only when it detects grading": dict(body={
         "basics.fit_gaussian": DETECT.replace("CALL", "d.fit_gaussian(x)"),
         "basics.gaussian_log_prob": DETECT.replace("CALL", "d.gaussian_log_prob(x, mean, cov)"),
-        "basics.sample_gaussian": DETECT.replace("CALL", "d.sample_gaussian(mean, cov, n, generator)")},
-        end=["failed"] * 3),
-    "files planted where submissions are collected": dict(body={}, before=PLANT,
-                                                          end=["failed", "failed", "error"]),
-    "pickled objects that run code when loaded": dict(body={}, before=PICKLE_BOMB,
-                                                      end=["crashed"] * 3),
+        "basics.sample_gaussian": DETECT.replace("CALL", "d.sample_gaussian(mean, cov, n, generator)")}),
+    "files planted where submissions are collected": dict(body={}, before=PLANT),
+    "pickled objects that run code when loaded": dict(body={}, before=PICKLE_BOMB),
+    "a02a function overwrites its input": dict(body={"basics.fit_gaussian": A02A}),
+    "a03 worker writes outside its folder": dict(body={"basics.fit_gaussian": A03_WRITE}),
+    "a03 worker reads the solutions": dict(body={"basics.fit_gaussian": A03_READ}),
+    "a03b worker daemon kills later workers": dict(body={"basics.fit_gaussian": A03B}),
+    "a04 kernel daemon rewrites the report": dict(body={}, before=A04),
+    "a05 kernel overwrites a classmate": dict(body={}, before=A05),
+    "a06 kernel deletes a classmate": dict(body={}, before=A06),
+    "a07 planted error text with formula and forged lines": dict(body={}, before=A07),
+    "a09 no pristine copy and an unknown exercise": dict(file="alice.ipynb", body={}, before=(
+        "import os, cloudpickle, pathlib\n# check(\"basics.no_such_exercise\", f)\n"
+        "folder = pathlib.Path(os.environ.get('GENLIB_SUBMISSION_DIR', '.'))\n"
+        "(folder / 'basics.no_such_exercise.pkl').write_bytes(cloudpickle.dumps(len))")),
+    "a10 formula file name": dict(file="=cmd|' -C calc'!A0.ipynb", body={}),
+    "a10 check through an alias": dict(body=A10_ALIAS, after=A10_AFTER, points=[1, 0, 0]),
 }
 
 
-@pytest.mark.parametrize("attack", list(ATTACKS))
-def test_attack_on_an_unsolved_notebook_scores_zero(tmp_path, attack):
-    spec = ATTACKS[attack]
-    path = _with_bodies(ROOT / "notebooks" / "01_generative_models.ipynb",
-                        tmp_path / "01_generative_models.ipynb", spec["body"], spec.get("before", ""))
-    result, rows = _grade(path, reference=ROOT / "notebooks" / "01_generative_models.ipynb")
-    assert list(rows) == CH01
-    assert [r["points"] for r in rows.values()] == [0, 0, 0], (attack, result["rows"])
-    # each attack reached the judge and ended as it should (not, say, "not reached")
-    for r, end in zip(rows.values(), spec["end"]):
-        assert r["status"] in end.split("|"), (attack, result["rows"])
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory):
+    """Every notebook graded in one sandboxed ``grade_all`` run; the victim after the attacks."""
+    base = tmp_path_factory.mktemp("gallery")
+    os.chmod(base, 0o700)  # submissions in a private folder
+    learner = ROOT / "notebooks" / "01_generative_models.ipynb"
+    out = base / "report"
+    out.mkdir()
+    csv_path = out / "grades.csv"
+    daemon_marker = base / "a04-daemon-was-here"
+    victim = base / "victim" / "01_generative_models.ipynb"
+    fmt = dict(leak=str(base / "a03-leak.pt"), sol=str(ROOT / "solutions" / learner.name),
+               victims=[str(victim)], unsolved=str(learner),
+               targets=[str(csv_path), str(daemon_marker)])
+    paths, names = {}, {}
+    for i, (attack, spec) in enumerate(GALLERY.items()):
+        body = spec["body"]
+        body = {k: v.format(**fmt) for k, v in body.items()} if isinstance(body, dict) else body
+        before = spec.get("before", "")
+        if attack.startswith(("a04", "a05", "a06")):
+            before = before.format(**fmt)
+        p = base / f"a{i:02d}" / spec.get("file", learner.name)
+        paths[attack] = _with_bodies(learner, p, body, before, after=spec.get("after", ""))
+    controls = {
+        "solution (minimal)": _with_bodies(learner, base / "solved" / learner.name, SOLVED),
+        "unsolved": _with_bodies(learner, base / "unsolved" / learner.name, {}),
+        "half-solved": _with_bodies(learner, base / "half" / learner.name, {
+            "basics.fit_gaussian": SOLVED["basics.fit_gaussian"],
+            "basics.sample_gaussian": SOLVED["basics.sample_gaussian"]}),
+    }
+    full = {f"solution {c}": ROOT / "solutions" / f"{c}.ipynb"
+            for c in ("00_start_here",)}
+    _with_bodies(learner, victim, SOLVED)
+    victim_bytes = victim.read_bytes()
+    order = list(controls.items()) + list(full.items()) + list(paths.items()) + [("victim", victim)]
+    t0 = time.time()
+    results = notebooks.grade_all([p for _, p in order], timeout=180, hide=[str(out)])
+    seconds = time.time() - t0
+    notebooks.write_csv(results, csv_path)
+    time.sleep(2)  # a surviving daemon would write again now
+    by_name = {name: res for (name, _), res in zip(order, results)}
+    return dict(results=by_name, csv=csv_path, marker=daemon_marker, base=base, victim=victim,
+                victim_bytes=victim_bytes, seconds=seconds, printed="\n".join(
+                    notebooks.format_grade(r) for r in results))
+
+
+def _points(res):
+    return [r["points"] for r in res["rows"]]
+
+
+def test_gallery_controls_score_as_solved(gallery):
+    res = gallery["results"]
+    assert _points(res["solution (minimal)"]) == [1, 1, 1], res["solution (minimal)"]
+    assert _points(res["unsolved"]) == [0, 0, 0], res["unsolved"]
+    assert _points(res["half-solved"]) == [1, 0, 1], res["half-solved"]
+    assert res["half-solved"]["rows"][1]["status"] == "not done"
+    for c in ("00_start_here",):
+        rows = res[f"solution {c}"]["rows"]
+        assert rows and all(r["points"] == 1 for r in rows), rows
+    print(f"gallery: {len(res)} notebooks graded in {gallery['seconds']:.0f} s")
+
+
+@pytest.mark.parametrize("attack", list(GALLERY))
+def test_gallery_attack_scores_zero(gallery, attack):
+    res = gallery["results"][attack]
+    want = GALLERY[attack].get("points")
+    if attack.startswith(("a09", "a10 formula")):  # no pristine copy: one error row, 0 points
+        assert [(r["status"], r["points"]) for r in res["rows"]] == [("error", 0)], res
+        return
+    assert [r["exercise"] for r in res["rows"]] == CH01, res
+    assert _points(res) == (want or [0, 0, 0]), res
+    rows = {r["exercise"]: r for r in res["rows"]}
     if attack.startswith("files planted"):
         assert rows["basics.fit_gaussian"]["detail"].startswith("submitted genlib's reference")
-    assert not (tmp_path / "pwned").exists() and not (ROOT / "pwned").exists()
+    if attack.startswith("a02a"):
+        assert "in place" in rows["basics.fit_gaussian"]["detail"], rows
+    if attack.startswith("a07"):
+        assert rows["basics.sample_gaussian"]["status"] == "error"
 
 
-@pytest.mark.parametrize("chapter", ["00_start_here", "01_generative_models", "02_gan_theory"])
-def test_solution_notebooks_score_full_marks(chapter):
-    result, rows = _grade(ROOT / "solutions" / f"{chapter}.ipynb")
-    assert rows and all(r["points"] == 1 for r in rows.values()), result["rows"]
+def test_gallery_harms_no_classmate_and_leaves_nothing_behind(gallery):
+    res = gallery["results"]
+    assert _points(res["victim"]) == [1, 1, 1], res["victim"]  # after a03b, a05, a06
+    assert gallery["victim"].read_bytes() == gallery["victim_bytes"]  # a05 / a06
+    assert not (gallery["base"] / "a03-leak.pt").exists()  # a03
+    assert not gallery["marker"].exists()  # a04: the daemon died with its sandbox
+    assert not (ROOT / "pwned").exists() and not list(gallery["base"].rglob("pwned"))
+    text = gallery["csv"].read_text()
+    assert "HYPERLINK(1)" not in text  # a04 wrote nothing into the report
 
 
-def test_half_solved_notebook_scores_exactly_its_solved_exercises(tmp_path):
-    """Chapter 01 with only sample_gaussian solved (and fit_gaussian solved wrongly)."""
-    body = {"basics.sample_gaussian": "eps = torch.randn(n, len(mean), generator=generator, "
-                                      "dtype=mean.dtype)\nreturn mean + eps @ torch.linalg.cholesky(cov).T",
-            "basics.fit_gaussian": "return x.mean(0), torch.cov(x.T)"}
-    path = _with_bodies(ROOT / "notebooks" / "01_generative_models.ipynb",
-                        tmp_path / "01_generative_models.ipynb", body)
-    result, rows = _grade(path)
-    assert {n: r["points"] for n, r in rows.items()} == {
-        "basics.fit_gaussian": 0, "basics.gaussian_log_prob": 0, "basics.sample_gaussian": 1}
-    assert rows["basics.fit_gaussian"]["status"] == "failed"
-    assert rows["basics.gaussian_log_prob"]["status"] == "not done"
+def test_gallery_report_has_no_forged_lines_and_no_formulas(gallery):
+    import csv as csvmod
+
+    printed = gallery["printed"]
+    n_notebooks = len(gallery["results"])
+    assert sum(line.startswith("score: ") for line in printed.splitlines()) == n_notebooks  # a07
+    assert "passed      |      1 | ok" not in printed
+    rows = list(csvmod.DictReader(gallery["csv"].open()))
+    assert len(rows) == sum(len(r["rows"]) for r in gallery["results"].values())
+    for row in rows:
+        for v in row.values():
+            assert not v.startswith(("=", "+", "-", "@", "\t", "\r")), row
+            assert "\n" not in v
+    assert any(r["notebook"].startswith("'=cmd|") for r in rows)  # a10's name, neutralised
+    assert any(r["detail"].startswith("'=HYPERLINK") for r in rows)  # a07's text, neutralised
 
 
 def test_a_plain_callable_from_a_check_is_called_back_in_the_judge(zygote):
@@ -552,3 +827,23 @@ def test_tampering_inside_the_worker_earns_nothing_on_probed_exercises(zygote):
         assert r["status"] == judge.MANUAL and "genlib.probes" in r["detail"], r
     finally:
         _REGISTRY.pop("grading_test.local_probe")
+
+
+def test_without_a_sandbox_grading_refuses_unless_told(monkeypatch, capsys, tmp_path):
+    from genlib import cli
+    from genlib.grading import sandbox
+
+    monkeypatch.setattr(sandbox, "_checked", "bubblewrap is not installed (test)")
+    nb = tmp_path / "00_start_here.ipynb"
+    nb.write_text("{}")
+    with pytest.raises(notebooks.SandboxUnavailable, match="--no-sandbox"):
+        notebooks.grade_all([nb])
+    assert cli.main(["grade", str(nb), "--csv", str(tmp_path / "g.csv")]) == 3
+    assert "bubblewrap is not installed" in capsys.readouterr().err
+    assert not (tmp_path / "g.csv").exists()
+    # with the flag it grades (here: a malformed notebook, an error row per exercise) and says
+    # what is not protected
+    assert cli.main(["grade", str(nb), "--no-sandbox", "--csv", str(tmp_path / "g.csv")]) == 0
+    out = capsys.readouterr()
+    assert "WITHOUT a sandbox" in out.err and "malformed" in out.out
+    assert ",warmup.to_tanh_range,error,0," in (tmp_path / "g.csv").read_text()

@@ -98,25 +98,50 @@ def _exception(err: dict, probe: bool = False) -> Exception:
 
 # ----------------------------------------------------------------------------- the zygote
 class Zygote:
-    """A fresh interpreter with torch and genlib imported, forking one worker per exercise."""
+    """A fresh interpreter with torch and genlib imported, forking one worker per exercise.
+
+    ``sandbox=True``: it runs in its own bubblewrap sandbox (:mod:`genlib.grading.sandbox`) —
+    read-only view of Python and the repository with ``hide`` hidden, a private ``/tmp`` where
+    the workers' folders are made, no network, its own process namespace, unprivileged. Closing
+    it ends the sandbox and, with it, every process any worker started.
+    """
 
     def __init__(self, deny_read: list[str], memory_bytes: int, start_timeout: float = 120,
-                 deny_source: list[str] = (str(PKG_DIR),)):
+                 deny_source: list[str] = (str(PKG_DIR),), sandbox: bool = False,
+                 hide: list[str] = (), preload: list[str] | None = None):
+        from genlib.grading import sandbox as sb
+
+        if preload is None:  # the modules of every reference, which the worker must block
+            from genlib.exercises import registry
+
+            preload = sorted({getattr(s.reference, "__module__", None) or "genlib"
+                              for s in registry().values()})
+
         self.deny_read = [str(p) for p in deny_read]
         self.deny_source = [str(p) for p in deny_source]
         self.memory_bytes = memory_bytes
-        self.root = tempfile.mkdtemp(prefix="genlib-worker-")
-        os.chmod(self.root, 0o755)
+        self.sandbox, self.hide, self.preload = sandbox, list(hide), list(preload)
         ctl, theirs = socket.socketpair()
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": self.root,
-               "TMPDIR": self.root, "LANG": "C.UTF-8", "GENLIB_PROGRESS": "0",
-               "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
-               "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "genlib.grading.worker",
-                                      str(theirs.fileno())], pass_fds=[theirs.fileno()],
-                                     env=env, cwd=self.root, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
+        argv = [sys.executable, "-m", "genlib.grading.worker", str(theirs.fileno())]
+        if sandbox:
+            self.root = None
+            self.inner_root = "/tmp"
+            env = dict(sb.base_env(), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+                       GENLIB_PRELOAD=",".join(self.preload))
+            cmd, cwd = sb.command(argv, env=env, hide=self.hide, cwd="/tmp"), None
+        else:
+            self.root = tempfile.mkdtemp(prefix="genlib-worker-", dir=_reachable_tmp())
+            os.chmod(self.root, 0o755)
+            self.inner_root = self.root
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": self.root,
+                   "TMPDIR": self.root, "LANG": "C.UTF-8", "GENLIB_PROGRESS": "0",
+                   "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
+                   "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                   "GENLIB_PRELOAD": ",".join(self.preload)}
+            cmd, cwd = argv, self.root
+        self.proc = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], env=env, cwd=cwd,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
         theirs.close()
         self.ctl = ctl
         ready, _, _ = select.select([ctl], [], [], start_timeout)
@@ -128,13 +153,18 @@ class Zygote:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def restart(self) -> None:
+        """End this zygote (and its sandbox, if any) and start a fresh one in its place."""
+        self.close()
+        fresh = Zygote(self.deny_read, self.memory_bytes, deny_source=self.deny_source,
+                       sandbox=self.sandbox, hide=self.hide, preload=self.preload)
+        self.__dict__.update(fresh.__dict__)
+
     def spawn(self, exercise: str, reference: tuple[str, str], timeout: float) -> "Session":
         self.n += 1
-        workdir = os.path.join(self.root, f"w{self.n}")
-        os.mkdir(workdir, 0o700)
-        req = {"exercise": exercise, "reference": list(reference), "workdir": workdir,
+        req = {"exercise": exercise, "reference": list(reference), "workdir": f"w{self.n}",
                "memory_bytes": self.memory_bytes, "cpu_seconds": int(timeout) + 5,
-               "deny_read": self.deny_read + [self.root], "deny_source": self.deny_source}
+               "deny_read": self.deny_read + [self.inner_root], "deny_source": self.deny_source}
         mine, theirs = socket.socketpair()
         try:
             socket.send_fds(self.ctl, [json.dumps(req).encode()], [theirs.fileno()])
@@ -150,7 +180,10 @@ class Zygote:
         finally:
             theirs.close()
         (pid,) = struct.unpack("<q", raw)
-        return Session(mine, pid, time.monotonic() + timeout, workdir)
+        # In a sandbox the pid is one of the sandbox's own namespace: never signalled from here.
+        host_pid = None if self.sandbox else pid
+        workdir = None if self.sandbox else os.path.join(self.root, f"w{self.n}")
+        return Session(mine, host_pid, time.monotonic() + timeout, workdir)
 
     def close(self) -> None:
         try:
@@ -159,14 +192,37 @@ class Zygote:
             pass
         self.proc.wait()
         self.ctl.close()
-        shutil.rmtree(self.root, ignore_errors=True)
+        if self.root:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _reachable_tmp() -> str:
+    """A temporary folder that the ``nobody`` account can enter (for a worker started without a
+    sandbox by root): TMPDIR when every folder above it lets others in, else /tmp or /var/tmp."""
+    if os.geteuid() != 0:
+        return tempfile.gettempdir()
+    for cand in (tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm"):
+        p, ok = Path(cand).resolve(), True
+        if not p.is_dir():
+            continue
+        for part in [p, *p.parents]:
+            try:
+                if not part.stat().st_mode & 0o001:
+                    ok = False
+                    break
+            except OSError:
+                ok = False
+                break
+        if ok:
+            return str(p)
+    raise RuntimeError("no temporary folder that the nobody account can enter (set TMPDIR)")
 
 
 # ----------------------------------------------------------------------------- one exercise
 class Session:
     """The judge's end of one worker: strict request/reply, with a deadline for the exercise."""
 
-    def __init__(self, sock: socket.socket, pid: int, deadline: float, workdir: str):
+    def __init__(self, sock: socket.socket, pid: int | None, deadline: float, workdir: str | None):
         self.sock, self.pid, self.deadline, self.workdir = sock, pid, deadline, workdir
         self.dead: Abort | None = None
         self.ids = 0
@@ -207,10 +263,7 @@ class Session:
     def request(self, header: dict, blobs: list) -> tuple[dict, list]:
         if self.dead is not None:
             raise self.dead
-        try:
-            self.sock.sendall(wire.pack(header, blobs))
-        except OSError:
-            self._die(WorkerGone("the worker process ended"))
+        self._send(wire.pack(header, blobs))
         while True:
             reply, rblobs = self._recv()
             if reply.get("op") == "callback":  # the learner's code calls a function of the check
@@ -220,6 +273,21 @@ class Session:
                 self._die(WorkerGone("the worker sent a malformed reply"))
             return reply, rblobs
 
+    def _send(self, data: bytes) -> None:
+        """Send within the exercise's deadline: a worker that stops reading cannot block us."""
+        try:
+            self.sock.settimeout(max(self.deadline - time.monotonic(), 0.001))
+            self.sock.sendall(data)
+        except (socket.timeout, TimeoutError):
+            self._die(WorkerTimeout("the exercise ran past its time limit"))
+        except OSError:
+            self._die(WorkerGone("the worker process ended"))
+        finally:
+            try:
+                self.sock.settimeout(None)
+            except OSError:
+                pass
+
     def _callback(self, req: dict, rblobs: list) -> None:
         """Run the check's own callable here, on the plain data the worker sent; reply with plain
         data. It is genlib's code (e.g. a velocity field that records where it was evaluated), so
@@ -228,6 +296,7 @@ class Session:
         try:
             fn = self.callbacks[int(req.get("cb"))]
             args, kwargs = wire.decode(req.get("args"), rblobs, grad=False)
+            _bounded_callback_args(args, kwargs)
             with torch.no_grad():
                 out = fn(*args, **kwargs)
             reply = {"ok": True, "out": wire.encode(out, blobs)}
@@ -236,24 +305,25 @@ class Session:
         except BaseException as e:  # noqa: BLE001 - goes back to the learner's code as an error
             blobs = []
             reply = {"ok": False, "error": {"type": type(e).__name__, "message": str(e)[:500]}}
-        try:
-            self.sock.sendall(wire.pack(reply, blobs))
-        except OSError:
-            self._die(WorkerGone("the worker process ended"))
+        self._send(wire.pack(reply, blobs))
 
     def kill(self) -> None:
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
+        """End this worker: its socket closes (a worker that still listens exits on that); outside
+        a sandbox it is also killed by pid. In a sandbox a stuck worker goes with its sandbox."""
+        if self.pid is not None:
             try:
-                os.kill(self.pid, signal.SIGKILL)
+                os.killpg(self.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
-                pass
+                try:
+                    os.kill(self.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
         try:
             self.sock.close()
         except OSError:
             pass
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def load(self, payload: bytes) -> str:
         reply, _ = self.request({"op": "load"}, [payload])
@@ -302,7 +372,7 @@ class Session:
             raise _exception(reply.get("error"), probe=True)
         try:
             result = wire.decode(reply["out"], rblobs, grad=False)
-            _apply_side_effects(refs, reply, rblobs)  # in-place changes to the arguments, RNG
+            _apply_side_effects(refs, reply, rblobs, probe=True)  # generators, RNG
         except wire.ProtocolError:
             raise
         except Exception as e:  # noqa: BLE001
@@ -344,7 +414,7 @@ class _Call:
         try:
             result = wire.decode(reply["out"], rblobs, refs=outs, grad=not keep)
             self._side_effects(reply, rblobs)
-        except wire.ProtocolError:
+        except (wire.ProtocolError, RemoteError):
             raise
         except Exception as e:  # noqa: BLE001 - learner-made garbage is a wrong answer
             raise RemoteError(f"your function returned something unreadable ({e})") from None
@@ -366,36 +436,42 @@ class _Call:
         return self.session.backward(self.id, grads)
 
 
-def _apply_side_effects(refs: list, reply: dict, rblobs: list) -> None:
-    """Copy the worker's in-place changes of the arguments ``refs`` and its RNG state back here,
-    so that a case sees what it would see in-process."""
-    import numpy as np
-
+def _apply_side_effects(refs: list, reply: dict, rblobs: list, probe: bool = False) -> None:
+    """The worker's side effects, as the case may see them. The learner's function worked on
+    copies: a tensor or array argument it changed in place is *not* copied back (every value the
+    case computes afterwards comes from the arguments as they were before the call); a plain call
+    that changed one fails with :class:`RemoteError` (every check treats writing into an input as
+    a mistake). A probe's observations of its own inputs come back in its result instead.
+    Generators and the global torch RNG advance as they would have in-process."""
     mutated = reply.get("mutated", [])
     if not isinstance(mutated, list):
         raise wire.ProtocolError("malformed mutations")
+    changed_input = False
     for item in mutated:
-        idx, val = int(item[0]), wire.decode(item[1], rblobs, grad=False)
-        ref = refs[idx]
         try:
-            if isinstance(ref, torch.Tensor) and isinstance(val, torch.Tensor):
-                with torch.no_grad():
-                    if ref.shape == val.shape:
-                        ref.copy_(val)
-                    else:
-                        ref.data = val.to(ref.dtype)
-            elif isinstance(ref, np.ndarray) and isinstance(val, np.ndarray):
-                ref[...] = val
-            elif isinstance(ref, torch.Generator) and isinstance(val, torch.Generator):
-                ref.set_state(val.get_state())
-        except Exception:  # noqa: BLE001 - an impossible mutation is ignored, not trusted
-            pass
+            idx = int(item[0])
+            ref = refs[idx]
+        except (TypeError, ValueError, IndexError, KeyError):
+            raise wire.ProtocolError("malformed mutations") from None
+        if isinstance(ref, torch.Generator):
+            val = wire.decode(item[1], rblobs, grad=False)
+            if isinstance(val, torch.Generator):
+                try:
+                    ref.set_state(val.get_state())
+                except Exception:  # noqa: BLE001 - an impossible state is ignored, not trusted
+                    pass
+        else:
+            changed_input = True
     state = wire.decode(reply["rng"], rblobs, grad=False)
     if isinstance(state, torch.Tensor) and state.dtype == torch.uint8:
         try:
             torch.set_rng_state(state)
         except Exception:  # noqa: BLE001
             pass
+    if changed_input and not probe:
+        raise RemoteError("your function changed one of its input tensors in place (e.g. x.mul_(), "
+                          "x += …, x[...] = …); the grader gives it copies and compares with "
+                          "values computed from the inputs as they were: work on new tensors")
 
 
 def _grad_flags(node, flags: list):
@@ -484,9 +560,46 @@ def reference_location(ref) -> tuple[str, str] | None:
     return mod, qual
 
 
+MAX_CALLBACK_NUMEL = 2 ** 22  # elements of one tensor a worker hands a check's callable
+MAX_CALLBACK_PRODUCT = 2 ** 24  # bound on any broadcast between the tensors of one callback
+
+
+def _bounded_callback_args(args, kwargs) -> None:
+    """Refuse, before any computation, tensors that would make a check's callable (run here, in
+    the judge) allocate without bound: each is capped, and so is the product of their sizes,
+    which bounds every broadcast between them."""
+    import numpy as np
+
+    sizes: list[int] = []
+
+    def walk(x, depth=0):
+        if isinstance(x, (torch.Tensor, np.ndarray)):
+            sizes.append(int(x.numel() if isinstance(x, torch.Tensor) else x.size))
+        elif isinstance(x, (list, tuple)) and depth < 8:
+            for y in x:
+                walk(y, depth + 1)
+        elif isinstance(x, dict) and depth < 8:
+            for y in x.values():
+                walk(y, depth + 1)
+
+    walk(list(args) + list(kwargs.values()))
+    product = 1
+    for n in sizes:
+        if n > MAX_CALLBACK_NUMEL:
+            raise ValueError(f"a tensor of {n} elements is too large for the check's function "
+                             f"(at most {MAX_CALLBACK_NUMEL})")
+        product *= max(n, 1)
+        if product > MAX_CALLBACK_PRODUCT:
+            raise ValueError("the tensors passed to the check's function are too large together "
+                             f"(the product of their sizes exceeds {MAX_CALLBACK_PRODUCT})")
+
+
 def judge_exercise(name: str, payload: bytes, zygote: Zygote, timeout: float) -> dict:
     """``{"status", "detail"}`` for one exercise from the learner's pickled function (bytes)."""
-    spec = get_spec(name)
+    try:
+        spec = get_spec(name)
+    except KeyError:
+        return {"status": "error", "detail": f"genlib has no check called {name[:80]!r}"}
     want = "class" if inspect.isclass(spec.reference) else "function"
     where = reference_location(spec.reference)
     if where is None:
@@ -523,3 +636,76 @@ def set_dumpable(flag: bool) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(4, int(flag), 0, 0, 0)
     except Exception:  # noqa: BLE001 - not Linux
         pass
+
+
+def judge_bounded(name: str, payload: bytes, zygote: Zygote, timeout: float,
+                  memory_bytes: int) -> dict:
+    """:func:`judge_exercise` in a forked child of the grader with bounded memory and time.
+
+    The child computes the verdict (genlib's cases, on data from the worker) under an address
+    space limit; the grader waits at most ``timeout`` + a margin for its small JSON answer and
+    kills it after that. So whatever the worker sends can cost only this exercise: a reply that
+    makes a case allocate without bound ends as "error", one that stalls as "timed out". The
+    zygote is restarted after any such ending (it may still hold the stuck worker).
+    """
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid:
+        zygote.n += 1  # the child's spawn counted one worker; keep the names unique
+    if pid == 0:  # the child: never returns
+        code = 0
+        try:
+            os.close(r)
+            import resource
+
+            if memory_bytes:
+                with open("/proc/self/statm") as f:
+                    used = int(f.read().split()[0]) * resource.getpagesize()
+                resource.setrlimit(resource.RLIMIT_AS, (used + memory_bytes, used + memory_bytes))
+            try:
+                res = judge_exercise(name, payload, zygote, timeout)
+            except MemoryError:
+                res = {"status": "error", "detail": "judging this exercise needed more memory "
+                       "than allowed (what your code returned is too large)"}
+            data = json.dumps({"status": str(res["status"]), "detail": str(res["detail"])[:2000]})
+            view = memoryview(data.encode())
+            while view:
+                view = view[os.write(w, view):]
+        except BaseException:  # noqa: BLE001
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    deadline = time.monotonic() + timeout * 1.5 + 30
+    buf, timed_out = bytearray(), False
+    try:
+        while len(buf) < 1 << 16:
+            ready, _, _ = select.select([r], [], [], max(deadline - time.monotonic(), 0))
+            if not ready:
+                timed_out = True
+                break
+            chunk = os.read(r, 1 << 16)
+            if not chunk:
+                break
+            buf += chunk
+    finally:
+        os.close(r)
+        if timed_out:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        os.waitpid(pid, 0)
+    try:
+        res = json.loads(buf.decode())
+        ok = isinstance(res, dict) and {"status", "detail"} <= set(res)
+    except ValueError:
+        ok = False
+    if timed_out:
+        res = {"status": "timed out", "detail": "judging this exercise ran past its time limit"}
+    elif not ok:
+        res = {"status": "error", "detail": "judging this exercise failed (it ran out of memory "
+               "or crashed on what your code returned)"}
+    if timed_out or not ok or res["status"] in ("timed out", "crashed"):
+        zygote.restart()  # a worker may be stuck in it: start the next exercise clean
+    return res

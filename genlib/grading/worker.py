@@ -64,7 +64,10 @@ def _preload() -> None:
             importlib.import_module(mod.name)
         except Exception:  # noqa: BLE001 - an optional module that cannot load is not needed
             pass
-    for name in _STDLIB + _OPTIONAL:
+    # The modules of the references to block (some live in genlib.checks): the worker may be
+    # unable to read its sources later (audit hook, or a private folder when run as nobody).
+    extra = [m for m in os.environ.get("GENLIB_PRELOAD", "").split(",") if m]
+    for name in extra + list(_STDLIB + _OPTIONAL):
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001
@@ -139,6 +142,9 @@ def zygote(control_fd: int) -> None:
 
 # ----------------------------------------------------------------------------- the child
 def _limits(req: dict) -> None:
+    workdir = os.path.join(os.environ.get("TMPDIR") or "/tmp", os.path.basename(req["workdir"]))
+    os.mkdir(workdir, 0o700)
+    req["workdir"] = workdir
     os.setsid()
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     mem = int(req.get("memory_bytes", 0))
@@ -151,7 +157,6 @@ def _limits(req: dict) -> None:
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 2 ** 20, 64 * 2 ** 20))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    workdir = req["workdir"]
     if os.geteuid() == 0:  # grading as root: the learner's code runs as nobody
         import pwd
 
