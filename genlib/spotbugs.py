@@ -67,18 +67,21 @@ class FixedGaussianHead(nn.Module):
 
 
 def buggy_vae_loss_no_kl(x_hat, x, mu, logvar):
-    """VAE loss for a batch. Scalar."""
+    """VAE loss, mean over the batch. Scalar. Per sample: the squared error summed over pixels (no ½)
+    plus KL(q(z|x) ‖ N(0, I)) summed over latent dims."""
     return F.mse_loss(x_hat, x)  # BUG: no KL term — this trains a plain autoencoder
 
 
 def buggy_vae_loss_scale(x_hat, x, mu, logvar):
-    """VAE loss for a batch. Scalar."""
+    """VAE loss, mean over the batch. Scalar. Per sample: the squared error summed over pixels (no ½)
+    plus KL(q(z|x) ‖ N(0, I)) summed over latent dims."""
     recon = F.mse_loss(x_hat, x)  # BUG: mean over N·D pixels, while the KL below is summed over N
     return recon + gaussian_kl(mu, logvar).sum()
 
 
 def fixed_vae_loss(x_hat, x, mu, logvar):
-    """Negative ELBO (Gaussian decoder, up to constants), averaged over the batch. Scalar.
+    """Negative ELBO up to a constant, for a Gaussian decoder of variance ½ (so the reconstruction term
+    is the plain squared error), mean over the batch. Scalar.
 
     x_hat, x: (N, ...) · mu, logvar: (N, D). Per sample: squared error summed over pixels plus
     KL(q(z|x) ‖ N(0, I)) summed over latent dims; then the mean over the N samples.
@@ -281,7 +284,8 @@ def fixed_low_precision_sgd(w0, grads, lr):
 
 # ============================================================================ more source bugs
 def buggy_make_optimizers(G, D):
-    """Adam optimizers for a GAN's generator and discriminator, lr 2e-4. Returns (opt_g, opt_d)."""
+    """Adam optimizers for a GAN's generator and discriminator with DCGAN's settings: lr 2e-4,
+    β1 = 0.5, β2 = 0.999. Returns (opt_g, opt_d)."""
     # BUG: Adam's default betas (0.9, 0.999): too much momentum for a two-player game
     return torch.optim.Adam(G.parameters(), lr=2e-4), torch.optim.Adam(D.parameters(), lr=2e-4)
 
@@ -370,7 +374,8 @@ def fixed_sample_batch(data, batch_size, z_dim):
 
 
 def buggy_resize_digits(x, size):
-    """x: (N, H, W) grayscale images → (N, 1, size, size), bilinear resampling."""
+    """x: (N, H, W) grayscale images → (N, 1, size, size): bilinear resampling of both spatial axes
+    with F.interpolate's defaults otherwise (align_corners=False, no antialiasing)."""
     # BUG: (N, H, W) is read as N signals with H channels: only the last axis is resized
     return F.interpolate(x, size=size).unsqueeze(1)
 

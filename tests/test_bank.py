@@ -180,3 +180,52 @@ def test_topics_with_a_chapter_always_link_to_one():
     for e in BANK:
         if e["topic"] in ("gan", "training", "modes", "vae"):
             assert e["links"]["notebook"], f"{e['id']} has no notebook link although its topic has a chapter"
+
+
+def test_readme_and_chapter_11_state_the_bank_size_truly():
+    """README's "Interview prep" section names the exact number of questions and myths; chapter 11 says
+    "over N" — both must stay true when questions are added."""
+    import nbformat
+
+    readme = (interview.ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Interview prep"):]
+    section = section[:section.index("\n## ", 1)]
+    said = re.search(r"has (\d+)\s+questions", section)
+    assert said and int(said.group(1)) == len(BANK), (said and said.group(0), len(BANK))
+    myths = re.search(r"(\d+) myth-vs-fact items", section)
+    assert myths and int(myths.group(1)) == len(MYTHS)
+    nb = nbformat.read(str(interview.ROOT / "solutions" / "11_interview_prep.ipynb"), as_version=4)
+    over = re.search(r"bank of over (\d+) questions", nb.cells[0].source)
+    assert over and int(over.group(1)) < len(BANK) <= int(over.group(1)) + 50, over and over.group(0)
+
+
+# Review findings (turn 3) whose wrong text must not come back: (id, field, phrase).
+CORRECTED = [
+    ("diffusion-9", "short_answer", "equals v up to a time-dependent scaling"),
+    ("diffusion-9", "deep_answer", "is a rescaling of the same vector"),
+    ("diffusion-4", "deep_answer", "up to a time-dependent scaling, the same regression"),
+    ("cond-2", "deep_answer", "It approximates sampling from"),
+    ("speed-17", "short_answer", "hold little compute"),
+    ("diffusion-2", "deep_answer", "dominated by the high-noise terms"),
+    ("diffusion-3", "short_answer", "it needs many (hundreds to 1,000) steps"),
+    ("speed-5", "deep_answer", "because the uncached work is cubic"),
+    ("metrics-11", "deep_answer", "3,000 steps"),
+    ("metrics-11", "deep_answer", "exactly 3 dB"),
+    ("metrics-10", "deep_answer", "keeps the digit's class more often"),
+    ("diffusion-10", "deep_answer", "the guided flow keeps it more often"),
+]
+
+
+@pytest.mark.parametrize("qid,field,phrase", CORRECTED, ids=[f"{q}:{p[:20]}" for q, _, p in CORRECTED])
+def test_corrected_claims_stay_corrected(qid, field, phrase):
+    assert phrase not in interview.get(qid)[field]
+
+
+def test_2026_topics_have_questions():
+    """Issue 23: the topics an interviewer asks in 2026 each have a question that names them."""
+    text = {e["id"]: " ".join([e["question"], e["short_answer"], e["deep_answer"]]) for e in BANK}
+    for term in ("MM-DiT", "adaLN", "FSQ", "ControlNet", "LoRA", "DreamBooth", "IP-Adapter", "SDEdit",
+                 "null-text inversion", "Diffusion-DPO", "DDPO", "DRaFT", "recaption", "CFG rescale",
+                 "autoguidance", "logit-normal", "EMA", "CMMD", "GenEval", "DINOv2", "VQAScore", "video",
+                 "space-time patches", "Tree-Ring", "C2PA", "FSDP", "checkpointing", "NVFP4"):
+        assert any(term.lower() in t.lower() for t in text.values()), term

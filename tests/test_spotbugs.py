@@ -90,3 +90,20 @@ def test_every_source_bug_item_has_a_snippet():
     covered = {s for b in BUGS for s in b.source_ids}
     # the articles' code items with bug patterns (SOURCES.md): S0.4, S0.5, S1.7, S3.6, S4.7, S4.8
     assert {"S0.4", "S0.5", "S1.7", "S3.6", "S4.7", "S4.8"} <= covered
+
+
+# Each snippet states what the code must do, so that the bug can be seen in the snippet itself
+# (turn-3 reader: adam_betas, vae_loss_scale and resize_channel were underspecified).
+SPEC_IN_SNIPPET = {
+    "adam_betas": ["DCGAN", "β1 = 0.5"],
+    "vae_loss_scale": ["summed over pixels", "no ½", "summed over latent dims", "mean over the batch"],
+    "vae_kl_missing": ["KL(q(z|x) ‖ N(0, I))"],
+    "resize_channel": ["bilinear", "align_corners=False", "no antialiasing"],
+}
+
+
+@pytest.mark.parametrize("slug", sorted(SPEC_IN_SNIPPET))
+def test_snippet_states_the_spec_its_bug_breaks(slug):
+    src = spotbugs.buggy_source(slug)
+    for phrase in SPEC_IN_SNIPPET[slug]:
+        assert phrase in src, (slug, phrase)
