@@ -80,4 +80,9 @@ def test_compare_pairs_seeds_and_claim_needs_three():
     with pytest.raises(KeyError):
         quality.compare(a, b, "fid")
     assert quality.noise_level([a, b], "kid") == pytest.approx(1.0)
+    c = {"kid": spread([0.0, 10.0, 20.0])}
+    assert quality.noise_level([a, b, c], "kid", how="median") == pytest.approx(1.0)
+    assert quality.noise_level([a, b, c], "kid") == pytest.approx(10.0)
+    with pytest.raises(ValueError):
+        quality.noise_level([a], "kid", how="mean")
     assert "KID×10³ 2.000 ± 1.000" in quality.format_row(a, ("kid",))
