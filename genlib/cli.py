@@ -37,7 +37,8 @@ def _grade(args) -> int:
                                       reference=args.reference,
                                       exercise_timeout=args.exercise_timeout,
                                       memory_mb=args.memory_mb, sandbox=not args.no_sandbox,
-                                      hide=[str(p.parent) for p in outputs])
+                                      hide=[str(p.parent) for p in outputs]
+                                      + [str(p) for p in outputs])
     except notebooks.SandboxUnavailable as e:
         print(f"genlib grade: {e}", file=sys.stderr)
         return 3

@@ -339,10 +339,17 @@ def _saved(subs: Path, name: str):
     from genlib.grading.submission import MAX_BYTES
 
     def read(p: Path, cap: int):
-        try:
-            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+        try:  # the folder and the file both without following links (the notebook made them)
+            dfd = os.open(p.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         except OSError:
             return None
+        try:
+            fd = os.open(p.name, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0),
+                         dir_fd=dfd)
+        except OSError:
+            return None
+        finally:
+            os.close(dfd)
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):

@@ -172,7 +172,9 @@ def own(path: str) -> None:
 def base_env() -> dict:
     """The environment a sandboxed process starts with (nothing of the grader's own)."""
     env = {"PATH": os.path.dirname(sys.executable) + ":/usr/local/bin:/usr/bin:/bin",
-           "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8", "PYTHONPATH": str(ROOT),
+           "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8",
+           "PYTHONPATH": os.pathsep.join([str(ROOT)] + [p for p in os.environ.get(
+               "PYTHONPATH", "").split(os.pathsep) if p and os.path.isabs(p)]),
            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "MPLBACKEND": "Agg",
            "GENLIB_PROGRESS": "0", "MPLCONFIGDIR": "/tmp/mpl", "JUPYTER_RUNTIME_DIR": "/tmp/jr",
            "IPYTHONDIR": "/tmp/ipython", "JUPYTER_PLATFORM_DIRS": "1"}
