@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
+	@# the distribution is genlib-workbook; "genlib" on the package index is someone else's
+	-@$(PY) -m pip uninstall --quiet --yes genlib >/dev/null 2>&1
 	$(PY) -m pip install --quiet -e ".[test,lab,book]"
 	@touch $(STAMP)
 
