@@ -5,6 +5,13 @@ import pytest
 import torch
 
 from genlib.density import fit_gaussian, gaussian_log_prob, sample_gaussian
+from genlib.exercises import assert_first_failure
+
+@pytest.fixture
+def rejects():
+    """Gallery assertion: the named case is the FIRST message the learner reads (one diagnosis per
+    mistake), and it contains the fragment."""
+    return assert_first_failure
 
 
 def test_references_accepted(accepts):
@@ -154,6 +161,10 @@ def sg_transposed(m, c, n, g=None):
     return sample_gaussian(m, c, n, g).T
 
 
+# second entries on an implementation already in the gallery: their case's own message, read after
+# the first one is fixed (the first message is asserted by the first entry)
+ALSO = {"elementwise sqrt"}
+
 SG = [
     ("cov instead of cholesky", sg_cov_not_chol, "sample mean and covariance match", "Σ²"),
     ("eps @ L", sg_L_not_LT, "sample mean and covariance match", "ε @ L.T"),
@@ -171,7 +182,7 @@ SG = [
 
 @pytest.mark.parametrize("label,fn,case,frag", SG, ids=[g[0] for g in SG])
 def test_sample_gallery(rejects, label, fn, case, frag):
-    rejects("basics.sample_gaussian", fn, case, frag)
+    rejects("basics.sample_gaussian", fn, case, frag, first=label not in ALSO)
 
 
 def test_density_module_facts():
@@ -181,3 +192,33 @@ def test_density_module_facts():
     assert torch.allclose(gaussian_log_prob(x, m, c), ref, atol=1e-9)
     with pytest.raises(ValueError, match=r"\(N, D\)"):
         fit_gaussian(torch.randn(5))
+
+
+# ------------------------------------------------------------------ turn-3 reviews (issue 23): first messages
+def sg_randn_float32(m, c, n, g=None):  # learner A: ε from torch.randn without dtype, inputs float64
+    return m + torch.randn(n, len(m), generator=g) @ torch.linalg.cholesky(c).T
+
+
+def fit_centres_in_place(x):  # x -= mean: the caller's data changes
+    mean = x.mean(0)
+    x -= mean
+    return mean, x.T @ x / len(x)
+
+
+def lp_float32(x, m, c):  # computed in float32: the chapter's 1e-9 gradient check cannot hold
+    return gaussian_log_prob(x.float(), m.float(), c.float())
+
+
+REVIEW = [
+    ("basics.sample_gaussian", "float32 noise for float64 inputs (learner A)", sg_randn_float32, "shape (n, D)",
+     "dtype mismatch inside your function: it mixes float32 and float64"),
+    ("basics.fit_gaussian", "centres the data in place", fit_centres_in_place, "leaves its inputs unchanged",
+     "changed its input x in place"),
+    ("basics.gaussian_log_prob", "float32 log-density", lp_float32,
+     "standard normal in 1-D", "your function returned a float32 tensor"),
+]
+
+
+@pytest.mark.parametrize("name,label,fn,case,frag", REVIEW, ids=[g[1] for g in REVIEW])
+def test_review_holes_first_message(rejects, name, label, fn, case, frag):
+    rejects(name, fn, case, frag)

@@ -4,6 +4,13 @@ import torch
 import torch.nn.functional as F
 
 from genlib import losses
+from genlib.exercises import assert_first_failure
+
+@pytest.fixture
+def rejects():
+    """Gallery assertion: the named case is the FIRST message the learner reads (one diagnosis per
+    mistake), and it contains the fragment."""
+    return assert_first_failure
 
 sig = torch.sigmoid
 BIG = "exact at logits of ±200, value and gradient (no overflow, no clamp)"
@@ -123,13 +130,19 @@ def d_item(r, f):
     return torch.tensor(losses.d_loss(r, f).item())
 
 
+# second entries on an implementation already in a gallery: their case's own message, read after the
+# first one is fixed (the first message is asserted by the first entry)
+ALSO = {"sum not mean, batch doubled", "no gradient, random logits", "saturating, gradient at logit -8",
+        "wrong label gradient", "sum, batch doubled"}
+
 D_GALLERY = [
     ("probabilities", d_probabilities, "matches the reference on random logits", "probabilities"),
-    ("BCE on logits", d_bce_on_logits, "matches the reference on random logits", "expects probabilities"),
+    ("BCE on logits", d_bce_on_logits, "returns a scalar", "expects probabilities"),
     ("log of sigmoid", d_sigmoid_log, BIG, "softplus"),
     ("clamped", d_clamped, BIG, "clamping"),
     ("labels swapped", d_swapped, "matches the reference on random logits", "swapped the labels"),
-    ("sum not mean", d_sum, "mean over the batch, not sum", "sums over the batch"),
+    ("sum not mean", d_sum, "matches the reference on random logits", "summed over the batch"),
+    ("sum not mean, batch doubled", d_sum, "mean over the batch, not sum", "sums over the batch"),
     ("(N,1) silent broadcast", d_broadcast, "(N, 1) logits give the same scalar as (N,)", "N×N"),
     ("(N,1) BCE targets", d_bceloss_targets, "(N, 1) logits give the same scalar as (N,)", "ones_like"),
     ("sigmoid + BCELoss (H1)", d_sigmoid_bceloss, BIG, "BCELoss"),
@@ -140,18 +153,21 @@ D_GALLERY = [
     ("double sigmoid", d_double_sigmoid, "matches the reference on random logits", "applies its own"),
     ("no fake term", d_no_fake, "matches the reference on random logits", "ignores the fake"),
     ("per-sample", d_per_sample, "returns a scalar", "0-dim"),
-    ("no gradient", d_item, "gradient matches the reference", "no gradient"),
+    ("no gradient", d_item, BIG, "no gradient"),
+    ("no gradient, random logits", d_item, "gradient matches the reference", "no gradient"),
 ]
 
 
 @pytest.mark.parametrize("label,fn,case,fragment", D_GALLERY, ids=[g[0] for g in D_GALLERY])
 def test_d_loss_gallery(rejects, label, fn, case, fragment):
-    rejects("gan.d_loss", fn, case, fragment)
+    rejects("gan.d_loss", fn, case, fragment, first=label not in ALSO)
 
 
 # ----------------------------------------------------------------------------- g_loss
 G_GALLERY = [
-    ("saturating", lambda f: -F.softplus(f).mean(), "strong gradient when D rejects the fakes", "saturating"),
+    ("saturating", lambda f: -F.softplus(f).mean(), "matches the reference on random logits", "saturating"),
+    ("saturating, gradient at logit -8", lambda f: -F.softplus(f).mean(), "strong gradient when D rejects the fakes",
+     "saturating"),
     ("saturating named", lambda f: torch.log(1 - sig(f)).mean(), "matches the reference on random logits",
      "saturating loss"),
     ("one minus mean (S1.7)", lambda f: 1 - sig(f).mean(), "matches the reference on random logits", "S1.7"),
@@ -159,7 +175,8 @@ G_GALLERY = [
     ("wrong label gradient", lambda f: F.softplus(f).mean(), "strong gradient when D rejects the fakes",
      "raise D(G(z))"),
     ("log of sigmoid", lambda f: -torch.log(sig(f)).mean(), BIG, "inf"),
-    ("sum", lambda f: F.softplus(-f).sum(), "mean over the batch, not sum", "sums"),
+    ("sum", lambda f: F.softplus(-f).sum(), "matches the reference on random logits", "summed over the batch"),
+    ("sum, batch doubled", lambda f: F.softplus(-f).sum(), "mean over the batch, not sum", "sums"),
     ("sigmoid + BCELoss (H1)", lambda f: F.binary_cross_entropy(sig(f), torch.ones_like(f)), BIG, "BCELoss"),
     ("nn.Sigmoid + nn.BCELoss", lambda f: torch.nn.BCELoss()(torch.nn.Sigmoid()(f), torch.ones_like(f)), BIG,
      "capped at 100"),
@@ -171,7 +188,7 @@ G_GALLERY = [
 
 @pytest.mark.parametrize("label,fn,case,fragment", G_GALLERY, ids=[g[0] for g in G_GALLERY])
 def test_g_loss_gallery(rejects, label, fn, case, fragment):
-    rejects("gan.g_loss", fn, case, fragment)
+    rejects("gan.g_loss", fn, case, fragment, first=label not in ALSO)
 
 
 # ----------------------------------------------------------------------------- LSGAN and hinge
@@ -192,7 +209,8 @@ OTHER_GALLERY = [
         1 - torch.cat([r.view(-1), -f.view(-1)])).mean(), UNEQUAL, "N : M"),
     ("gan.lsgan_g_loss", "target zero", lambda f: 0.5 * f.pow(2).mean(),
      "matches the reference on random logits", "D's goal"),
-    ("gan.lsgan_g_loss", "sum", lambda f: 0.5 * (f - 1).pow(2).sum(), "mean over the batch, not sum", "sums"),
+    ("gan.lsgan_g_loss", "sum", lambda f: 0.5 * (f - 1).pow(2).sum(), "matches the reference on random logits",
+     "summed over the batch"),
     ("gan.hinge_d_loss", "no relu", lambda r, f: (1 - r).mean() + (1 + f).mean(),
      "matches the reference on random logits", "max(0, ·)"),
     ("gan.hinge_d_loss", "flipped signs", lambda r, f: F.relu(1 + r).mean() + F.relu(1 - f).mean(),
@@ -216,3 +234,22 @@ def test_stub_falls_back_to_reference():
         raise NotImplementedError
 
     assert check("gan.d_loss", stub, quiet=True) is losses.d_loss
+
+
+# ------------------------------------------------------------------ turn-3 reviews (issue 23): first messages
+def d_cat_one_mean(r, f):  # learner A: one BCE-with-logits mean over cat(real, fake)
+    logits = torch.cat([r.view(-1), f.view(-1)])
+    return F.binary_cross_entropy_with_logits(logits, torch.cat([torch.ones_like(r.view(-1)),
+                                                                  torch.zeros_like(f.view(-1))]))
+
+
+@pytest.mark.parametrize("name,fn,frag,not_said", [
+    ("gan.d_loss", d_cat_one_mean, "half the reference", "BCELoss"),
+    ("gan.g_loss", lambda f: -F.softplus(f).mean(), "saturating", "clamping"),
+], ids=["d_loss one mean over the concatenation (learner A)", "g_loss saturating (learner A)"])
+def test_no_misleading_second_diagnosis(rejects, name, fn, frag, not_said):
+    """Learner A: the ±200 case blamed a sigmoid + BCELoss clamp (or clamped probabilities) the code did not
+    have. The first message names the real mistake; the ±200 case is listed as a consequence only."""
+    report = rejects(name, fn, "matches the reference on random logits", frag)
+    assert not_said not in report.text(), report.text()
+    assert "also fails: exact at logits of ±200" in report.text(), report.text()

@@ -5,6 +5,13 @@ from torch import nn
 
 from genlib import gan, models
 from genlib.losses import d_loss, g_loss
+from genlib.exercises import assert_first_failure
+
+@pytest.fixture
+def rejects():
+    """Gallery assertion: the named case is the FIRST message the learner reads (one diagnosis per
+    mistake), and it contains the fragment."""
+    return assert_first_failure
 
 
 def test_references_accepted(accepts):
@@ -369,11 +376,15 @@ def step_losses_swapped(G, D, opt_g, opt_d, real, z):
     return out
 
 
+# second entries on an implementation already in the gallery: their case's own message, read after the
+# first one is fixed (the first message is asserted by the first entry)
+ALSO = {"missing detach, G grads polluted", "mean raw logits, values (H3)"}
+
 STEP_GALLERY = [
     ("missing detach", step_no_detach, "D step: no gradient leaks into G", "detach"),
     ("missing detach, G grads polluted", step_no_detach, "G step: gradient of g_loss through D", "detach"),
     ("missing detach but zeroed", step_no_detach_but_zeroed, "D step: no gradient leaks into G", "not detached"),
-    ("missing detach, graph freed", step_no_detach_crash, "D step: no gradient leaks into G", "fake.detach()"),
+    ("missing detach, graph freed", step_no_detach_crash, "returns d_loss, g_loss, d_real, d_fake", "fake.detach()"),
     ("wrong optimiser", step_wrong_optimizer, "steps opt_d, then opt_g, once each", "wrong optimiser"),
     ("zero_grad after backward", step_zero_after_backward,
      "D step: gradient of d_loss on detached fakes, freshly zeroed", "before loss.backward()"),
@@ -386,7 +397,8 @@ STEP_GALLERY = [
     ("d_real/d_fake swapped (H3)", step_swapped_probs, VALUES, "swapped"),
     ("constants logged (H3)", step_constants, VALUES, "reference step"),
     ("probabilities after D's update (H3)", step_post_update_probs, VALUES, "after its update"),
-    ("mean raw logits (H3)", step_raw_logit_means, VALUES, "raw logits"),
+    ("mean raw logits (H3)", step_raw_logit_means, "returns d_loss, g_loss, d_real, d_fake", "sigmoid(logits)"),
+    ("mean raw logits, values (H3)", step_raw_logit_means, VALUES, "raw logits"),
     ("sigmoid of the mean logit", step_sigmoid_of_mean, VALUES, "mean of the probabilities"),
     ("d_loss and g_loss swapped", step_losses_swapped, VALUES, "d_loss"),
 ]
@@ -394,7 +406,7 @@ STEP_GALLERY = [
 
 @pytest.mark.parametrize("label,fn,case,fragment", STEP_GALLERY, ids=[g[0] for g in STEP_GALLERY])
 def test_train_step_gallery(rejects, label, fn, case, fragment):
-    rejects("gan.train_step", fn, case, fragment)
+    rejects("gan.train_step", fn, case, fragment, first=label not in ALSO)
 
 
 def test_train_step_recomputing_fakes_accepted(accepts):
@@ -433,3 +445,18 @@ def test_train_step_fresh_noise_for_g_accepted(accepts):
         return {"d_loss": ld.item(), "g_loss": lg.item(), "d_real": torch.sigmoid(rl).mean().item(),
                 "d_fake": torch.sigmoid(fl).mean().item()}
     accepts("gan.train_step", step)
+
+
+# ------------------------------------------------------------------ turn-3 reviews (issue 23): first messages
+@pytest.mark.parametrize("fn,case,frag", [
+    (step_no_detach, "D step: no gradient leaks into G", "detach"),
+    (step_zero_after_backward, "D step: gradient of d_loss on detached fakes, freshly zeroed", "zero_grad"),
+], ids=["missing detach: one message, not seven (learner B)", "zero_grad after step: no g_loss advice (learner B)"])
+def test_train_step_one_diagnosis(rejects, fn, case, frag):
+    """Learner B: a missing detach printed the same sentence on 7 lines; zero_grad after backward also got
+    "return loss_g.item() … through the updated D", for code that did that. Now one full message, and the
+    returned values are listed as a consequence of the step's mistake."""
+    report = rejects("gan.train_step", fn, case, frag)
+    text = report.text()
+    assert sum(" — " in line for line in text.splitlines()) == 1, text
+    assert "return loss_g.item()" not in text, text

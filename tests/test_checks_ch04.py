@@ -5,6 +5,13 @@ import pytest
 import torch
 
 from genlib.modecollapse import assign_modes, gradient_penalty, pack, reverse_kl
+from genlib.exercises import assert_first_failure
+
+@pytest.fixture
+def rejects():
+    """Gallery assertion: the named case is the FIRST message the learner reads (one diagnosis per
+    mistake), and it contains the fragment."""
+    return assert_first_failure
 
 
 def test_references_accepted(accepts):
@@ -127,19 +134,21 @@ def _gp_eps(kind):
 
 
 def _pack_detached(x, m):
+    if x.shape[0] % m:
+        raise ValueError("N must be a multiple of m")
     return x.detach().reshape(x.shape[0] // m, m * x.shape[1], *x.shape[2:])
 
 
 def _gp(at="interp", create_graph=True, norm="all", eps="sample", reduce="mean", one_sided=False,
         weight=1.0, detach=True):
     def fn(critic, real, fake):
-        n = real.shape[0]
+        n, kw = real.shape[0], dict(device=real.device, dtype=real.dtype)  # one mistake per entry
         if eps == "sample":
-            e = torch.rand(n, *[1] * (real.dim() - 1))
+            e = torch.rand(n, *[1] * (real.dim() - 1), **kw)
         elif eps == "element":
             e = torch.rand_like(real)
         else:
-            e = torch.rand(1)
+            e = torch.rand(1, **kw)
         r, f = (real.detach(), fake.detach()) if detach else (real, fake)
         x = {"interp": e * r + (1 - e) * f, "real": r.clone(), "fake": f.clone()}[at]
         if detach:
@@ -161,7 +170,7 @@ def _gp(at="interp", create_graph=True, norm="all", eps="sample", reduce="mean",
 A, K, P, G = "modes.assign_modes", "modes.reverse_kl", "modes.pack", "modes.gradient_penalty"
 GALLERY = [
     ("argmax", A, _assign(pick="max"), "picks the nearest mode", "farthest"),
-    ("squared distance", A, _assign(metric="sq"), "squared distances are not distances", "square root"),
+    ("squared distance", A, _assign(metric="sq"), "high quality means Euclidean distance ≤ 3·std", "square root"),
     ("box not disk", A, _assign(metric="box"), "high quality means Euclidean distance ≤ 3·std", "Euclidean"),
     ("one std", A, _assign(k=1.0), "high quality means Euclidean distance ≤ 3·std", "3·std"),
     ("float mask", A, _assign(mask_dtype=torch.float32), "returns (mode (N,) int, high_quality (N,) bool)",
@@ -226,3 +235,30 @@ def test_not_implemented_falls_back(capsys):
 
     assert check(G, stub) is gradient_penalty
     assert "not done yet" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ turn-3 reviews (issue 23): first messages
+def _kl_float32(counts):  # learner B: int64 counts / their sum is float32; 2.0794415474 for ln 8
+    p = counts / counts.sum()
+    p = p[p > 0]
+    return float((p * torch.log(p * len(counts))).sum())
+
+
+def _gp_textbook_no_detach(critic, real, fake):  # learner B: the textbook form, the caller detaches
+    eps = torch.rand(real.shape[0], *[1] * (real.dim() - 1), device=real.device, dtype=real.dtype)
+    x = (eps * real + (1 - eps) * fake).requires_grad_(True) if not fake.requires_grad else eps * real + (1 - eps) * fake
+    (g,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+    return ((g.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+REVIEW = [
+    ("reverse_kl in float32, then AssertionError: ln K (learner B)", K, _kl_float32,
+     "as chapter 04 uses it: bincount counts, ln K to double precision", "float32 precision"),
+    ("textbook penalty, caller expected to detach (learner B)", G, _gp_textbook_no_detach,
+     "does not leave gradients on real or fake", "passes fake = G(z) without detaching"),
+]
+
+
+@pytest.mark.parametrize("label,name,fn,case,fragment", REVIEW, ids=[g[0] for g in REVIEW])
+def test_review_holes_first_message(rejects, label, name, fn, case, fragment):
+    rejects(name, fn, case, fragment)

@@ -8,6 +8,13 @@ from torch.distributions import Normal, kl_divergence
 
 from genlib.losses import gaussian_kl, negative_elbo, reparameterize
 from genlib.vae import iwae_bound
+from genlib.exercises import assert_first_failure
+
+@pytest.fixture
+def rejects():
+    """Gallery assertion: the named case is the FIRST message the learner reads (one diagnosis per
+    mistake), and it contains the fragment."""
+    return assert_first_failure
 
 # ----------------------------------------------------------------------------- reparameterize
 REP = "vae.reparameterize"
@@ -85,6 +92,10 @@ def _ref_kl(mu, lv):
     return 0.5 * (mu**2 + lv.exp() - 1 - lv)
 
 
+# second entries on an implementation already in the gallery: their case's own message, read after the
+# first one is fixed (the first message is asserted by the first entry)
+ALSO = {"sign error, seen on extremes"}
+
 KL_GALLERY = [
     ("batch mean", lambda mu, lv: _ref_kl(mu, lv).sum(-1).mean(), "one KL per sample, shape (N,)",
      "single number"),
@@ -117,13 +128,14 @@ KL_GALLERY = [
 
 @pytest.mark.parametrize("label,fn,case,fragment", KL_GALLERY, ids=[g[0] for g in KL_GALLERY])
 def test_gaussian_kl_gallery_rejected(rejects, label, fn, case, fragment):
-    rejects(KL, fn, case, fragment)
+    rejects(KL, fn, case, fragment, first=label not in ALSO)
 
 
 def test_monte_carlo_case_catches_a_wrong_constant(rejects):
     # off by 0.1 nat: too small for the shape cases, caught by the sampling estimate
-    rejects(KL, lambda mu, lv: gaussian_kl(mu, lv) + 0.1, "agrees with a Monte Carlo estimate",
-            "200,000")
+    rejects(KL, lambda mu, lv: gaussian_kl(mu, lv) + 0.1, "zero when q is the prior", "−1")
+    rejects(KL, lambda mu, lv: gaussian_kl(mu, lv) + 0.1, "agrees with a Monte Carlo estimate", first=False,
+            fragment="200,000")
 
 
 # ----------------------------------------------------------------------------- negative ELBO
@@ -202,3 +214,25 @@ def test_stub_falls_back_to_reference(capsys):
 
     assert check(REP, stub) is reparameterize
     assert "not done yet" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ turn-3 reviews (issue 23): first messages
+REVIEW = [
+    # the S0.5 bug showcased in chapter 05 §… : one message ("no noise"), no "shared ε" / "add mu" advice
+    (REP, "S0.5 showcase: one diagnosis", lambda mu, lv: mu + torch.exp(0.5 * lv), "draws fresh noise", "no noise"),
+    (REP, "noise made on the CPU (no device=)", lambda mu, lv: mu + (0.5 * lv).exp() * torch.randn(mu.shape),
+     "runs on the device and dtype of its inputs (the chapter trains on a GPU when there is one)",
+     "device mismatch inside your function"),
+    ("vae.negative_elbo", "KL averaged over latents (chapter's 16-D batch)",
+     lambda l, x, mu, lv: _bce(l, x).sum(1) + 0.5 * (mu**2 + lv.exp() - 1 - lv).mean(-1),
+     "reconstruction (summed over pixels) + KL", "differs"),
+    ("vae.iwae", "float64 result for float32 log-weights",
+     lambda log_w: torch.logsumexp(log_w.double(), 0) - math.log(log_w.shape[0]),
+     "log of the average weight", "your function returned a float64 tensor"),
+]
+
+
+@pytest.mark.parametrize("name,label,fn,case,frag", REVIEW, ids=[g[1] for g in REVIEW])
+def test_review_holes_first_message(rejects, name, label, fn, case, frag):
+    report = rejects(name, fn, case, frag)
+    assert sum(" — " in line for line in report.text().splitlines()) == 1, report.text()

@@ -9,6 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from genlib import metrics
+from genlib.exercises import assert_first_failure
+
+@pytest.fixture
+def rejects():
+    """Gallery assertion: the named case is the FIRST message the learner reads (one diagnosis per
+    mistake), and it contains the fragment."""
+    return assert_first_failure
 
 
 # ----------------------------------------------------------------------------- PSNR
@@ -170,8 +177,15 @@ def fd_sqrtm_real(mu1, s1, mu2, s2):
 
 
 def fd_sqrtm_real_clipped(mu1, s1, mu2, s2):
-    """sqrtm + .real, clipped at 0: accurate to ~1e-8 (relative) on these inputs, so accepted."""
+    """sqrtm + .real, clipped at 0: accurate on well-conditioned inputs, and clipping hides the round-off
+    when the true distance is 0; on singular Σ a small distance apart it is ~1e-4 (relative) too small."""
     return max(0.0, fd_sqrtm_real(mu1, s1, mu2, s2))
+
+
+def fd_clip_result_only(mu1, s1, mu2, s2):
+    """Learner A's lenient form: symmetric form, eigenvalues clamped at 0 (no rank tolerance), the
+    result clipped at 0 — step 2's d·ε·λ_max tolerance skipped."""
+    return max(0.0, fd_eigh_clip_zero_only(mu1, s1, mu2, s2))
 
 
 def fd_eigvals_product(mu1, s1, mu2, s2):
@@ -265,7 +279,7 @@ FD_GALLERY = [
     ("commuting-case formula", fd_commuting_formula, "random full covariances", "commute"),
     ("eigvalsh of the product", fd_eigvalsh_of_product, "random full covariances", "eigvalsh"),
     # identical Gaussians: the unsquared-mean variant also gives 0 there and must not be named
-    ("float32", fd_float32, "identical Gaussians are at distance 0", "float64"),
+    ("float32", fd_float32, "identical singular Gaussians are at distance 0, not below", "float64"),
     ("modifies inputs", fd_inplace, "does not modify its inputs", "in place"),
     # H1: the patterns the chapter warns against give a negative squared distance on singular Σ
     ("sqrtm wrapped in float() (H1)", fd_sqrtm_float, "identical singular Gaussians are at distance 0, not below",
@@ -279,20 +293,28 @@ FD_GALLERY = [
     ("square root of FID, case 1", fd_sqrt_of_fid, "N(0, I) vs N(1, I) in d dimensions is d", "final square root"),
     # … and on random covariances only the final square root is named
     ("square root of FID, random", fd_sqrt_of_fid, "random full covariances", "drop the outer sqrt"),
+    # learner A (turn 3): clipping only the result at 0, without step 2's rank tolerance, passed every case;
+    # so did sqrtm + .real clipped at 0. On singular Σ a small distance apart both are ~1e-5 (relative) low
+    ("result clipped, no rank tolerance (learner A)", fd_clip_result_only,
+     "singular Gaussians a small distance apart (round-off not in the cross term)", "d·ε·λ_max"),
+    ("sqrtm .real clipped at 0", fd_sqrtm_real_clipped,
+     "singular Gaussians a small distance apart (round-off not in the cross term)", "too small"),
 ]
+
+# second entries on an implementation already in the gallery: their case's own message, read after the
+# first one is fixed (the first message is asserted by the first entry)
+ALSO = {"square root of FID, random"}
 
 
 def test_frechet_reference_and_learner_forms_accepted(accepts):
     accepts("metrics.frechet_distance", metrics.frechet_distance)
     accepts("metrics.frechet_distance", fd_eigh)
     accepts("metrics.frechet_distance", fd_torch)
-    # said plainly in chapter 06: sqrtm + .real is accurate when the result is clipped at 0
-    accepts("metrics.frechet_distance", fd_sqrtm_real_clipped)
 
 
 @pytest.mark.parametrize("label,fn,case,fragment", FD_GALLERY, ids=[g[0] for g in FD_GALLERY])
 def test_frechet_gallery_rejected(rejects, label, fn, case, fragment):
-    rejects("metrics.frechet_distance", fn, case, fragment)
+    rejects("metrics.frechet_distance", fn, case, fragment, first=label not in ALSO)
 
 
 def test_not_implemented_falls_back_to_reference(capsys):
@@ -303,3 +325,35 @@ def test_not_implemented_falls_back_to_reference(capsys):
 
     assert check("metrics.ssim", stub) is metrics.ssim
     assert "not done yet" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ turn-3 reviews (issue 23): first messages
+def ssim_float64_window(x, y, data_range=1.0):  # learner A: gaussian_window is float64, images float32
+    c = x.shape[1]
+    g = metrics.gaussian_window(11, 1.5)
+    w = torch.outer(g, g).expand(c, 1, 11, 11)
+
+    def m(t):
+        return F.conv2d(t, w, groups=c)
+    mx, my = m(x), m(y)
+    vx, vy, cxy = m(x * x) - mx ** 2, m(y * y) - my ** 2, m(x * y) - mx * my
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    return (((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))).mean((1, 2, 3))
+
+
+def psnr_image_span(x, y, data_range=1.0):  # learner A: the image's own span as the peak
+    span = x.flatten(1).max(1).values - x.flatten(1).min(1).values
+    return 10 * torch.log10(span ** 2 / (x - y).pow(2).flatten(1).mean(1))
+
+
+REVIEW = [
+    ("metrics.ssim", "float64 window on float32 images (learner A)", ssim_float64_window,
+     "one value per image, shape (N,)", "dtype mismatch inside your function: it mixes float32 and float64"),
+    ("metrics.psnr", "per-image span as the peak (learner A)", psnr_image_span, "[0, 1] images with data_range=1",
+     "not the span of values this image happens to contain"),
+]
+
+
+@pytest.mark.parametrize("name,label,fn,case,frag", REVIEW, ids=[g[1] for g in REVIEW])
+def test_review_holes_first_message(rejects, name, label, fn, case, frag):
+    rejects(name, fn, case, frag)

@@ -67,3 +67,17 @@ def _(fn):
     x = torch.rand(2, 1, 4, 4)
     out = fn(x.clone())
     expect_tensor(out, x.shape, dtype=torch.float32)
+
+
+@spec.case("as chapter 00 uses it: the digits in [0, 1] give exactly digits(value_range=(-1, 1))")
+def _(fn):
+    from genlib import data
+
+    x01, _ = data.digits("train", value_range=(0, 1))
+    x_pm1, _ = data.digits("train", value_range=(-1, 1))
+    out = fn(x01.clone())
+    expect_tensor(out, x01.shape, "to_tanh_range(digits)", dtype=x01.dtype)
+    if not torch.allclose(out, x_pm1):
+        err = (out - x_pm1).abs().max().item()
+        raise CheckFailure(f"on the chapter's training digits your map differs from digits(value_range=(-1, 1)) "
+                           f"by up to {err:.3g} (the chapter asserts they agree): the map is 2·x − 1", generic=True)

@@ -203,3 +203,79 @@ def _(fn):
             raise CheckFailure("you multiplied the noise by Σ itself; that gives covariance Σ²: "
                                "use the Cholesky factor L (Σ = L Lᵀ)")
         raise CheckFailure(f"sample covariance {c_hat.tolist()} is far from {cov.tolist()}")
+
+
+# ----------------------------------------------------------------------------- as the chapter uses them
+# Chapter 01 fits the dequantised digits, (N, 64) float64, checks that the log-likelihood's gradient
+# vanishes at the MLE to 1e-9, adds a float64 ridge to the covariance, and samples 64-D digits from a
+# diagonal and a full covariance with its own generators: these cases run the functions that way.
+def _digits_like(n=300, d=64, seed=11):
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(d, generator=g, dtype=torch.float64)
+    mix = torch.randn(d, d, generator=g, dtype=torch.float64) / d ** 0.5
+    return (base + 0.2 * torch.randn(n, d, generator=g, dtype=torch.float64) @ mix
+            + 0.05 * torch.rand(n, d, generator=g, dtype=torch.float64))
+
+
+@fit.case("as chapter 01 uses it: 64-D float64 digits, exact to double precision")
+def _(fn):
+    x = _digits_like()
+    out = fn(x.clone())
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise CheckFailure("return a pair (mean, cov)")
+    mean, cov = out
+    ref_mean, ref_cov = fit_gaussian(x)
+    expect_tensor(mean, (64,), "mean", dtype=torch.float64)
+    expect_tensor(cov, (64, 64), "cov", dtype=torch.float64)
+    if not (torch.allclose(mean, ref_mean, rtol=1e-10, atol=1e-12)
+            and torch.allclose(cov, ref_cov, rtol=1e-9, atol=1e-12)):
+        err = max((mean - ref_mean).abs().max().item(), (cov - ref_cov).abs().max().item())
+        raise CheckFailure(f"on 64-D float64 data your estimates differ from the MLE by up to {err:.2g}: the "
+                           "chapter checks that the likelihood's gradient vanishes at them to 1e-9, so they "
+                           "must be exact in float64 — mean = x.mean(0), cov = (x − μ)ᵀ(x − μ) / N, no cast",
+                           generic=True)
+
+
+@lp.case("as chapter 01 uses it: float64, gradients w.r.t. mean and Cholesky factor match")
+def _(fn):
+    x = _digits_like(200, 6, seed=12)
+    m0, c0 = fit_gaussian(x)
+    m0, c0 = m0 + 0.1, c0 * 1.3  # away from the MLE, so the gradients are not zero
+    grads = []
+    for f in (fn, gaussian_log_prob):
+        mu = m0.clone().requires_grad_(True)
+        chol = torch.linalg.cholesky(c0).clone().requires_grad_(True)
+        out = f(x, mu, chol @ chol.T)
+        expect_tensor(out, (200,), "log-density", dtype=torch.float64)
+        if not out.requires_grad:
+            raise CheckFailure("your log-density carries no gradient w.r.t. the mean and covariance: the "
+                               "chapter differentiates it (keep it in torch: no .item(), numpy or detach)")
+        out.mean().backward()
+        if mu.grad is None or chol.grad is None:
+            raise CheckFailure("no gradient reaches the mean or the covariance: compute the log-density "
+                               "from them with torch operations")
+        grads.append((mu.grad, chol.grad))
+    (gm, gl), (rm, rl) = grads
+    if not (torch.allclose(gm, rm, rtol=1e-7, atol=1e-10) and torch.allclose(gl, rl, rtol=1e-7, atol=1e-10)):
+        err = max((gm - rm).abs().max().item(), (gl - rl).abs().max().item())
+        raise CheckFailure(f"the gradient of the mean log-density w.r.t. the mean or the Cholesky factor "
+                           f"differs from the reference by up to {err:.2g}: the chapter uses it to show the "
+                           "MLE is a stationary point (to 1e-9); compute in float64 without casting",
+                           generic=True)
+
+
+@sg.case("as chapter 01 uses it: 64-D float64 digits, diagonal and full covariances")
+def _(fn):
+    x = _digits_like(400, 64, seed=13)
+    mean, cov = fit_gaussian(x)
+    for name, c in (("diagonal", torch.diag(torch.diagonal(cov))),
+                    ("full", cov + 1e-4 * torch.eye(64, dtype=torch.float64))):
+        a = fn(mean, c, 32, torch.Generator().manual_seed(1))
+        expect_tensor(a, (32, 64), f"samples from the {name} covariance", dtype=torch.float64)
+        if not torch.isfinite(a).all():
+            raise CheckFailure(f"samples from the {name} 64-D covariance contain NaN or inf: use the "
+                               "Cholesky factor L (Σ = L Lᵀ), torch.linalg.cholesky(cov)")
+        b = fn(mean, c, 32, torch.Generator().manual_seed(1))
+        if not torch.equal(a, b):
+            raise CheckFailure("two calls with generators seeded alike gave different samples: pass "
+                               "generator=generator to torch.randn")

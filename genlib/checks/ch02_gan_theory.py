@@ -6,6 +6,8 @@ two-input losses, real and fake batches of different sizes; for the BCE-based lo
 the gradient at logits of ±200 (beyond nn.BCELoss's −100 log clamp, which makes ±100 come out exactly
 right); and for the generator loss, the gradient where D rejects fakes.
 """
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -158,8 +160,9 @@ def loss_check(name, ref, summary, n_inputs, wrong, bce=False, nonsaturating=Fal
                                    f"{expected.item():.4g}: clamping probabilities (e.g. to "
                                    "[1e-7, 1 − 1e-7]) or log terms caps the loss; compute it from logits")
             if not out.requires_grad:
-                raise CheckFailure("your loss carries no gradient at logits of ±200: compute it "
-                                   "from the logits with differentiable operations")
+                raise CheckFailure("your loss carries no gradient: do not call .item(), .detach() or "
+                                   "build a new tensor from the values; compute it from the logits with "
+                                   "differentiable operations")
             out.backward()
             expected.backward()
             for i, (a, r) in enumerate(zip(args, ref_args)):
@@ -188,6 +191,29 @@ def loss_check(name, ref, summary, n_inputs, wrong, bce=False, nonsaturating=Fal
                 raise CheckFailure(f"where D rejects the fakes (logit −8, D ≈ 3e-4) your gradient "
                                    f"is only {g:.2g}: this is the saturating loss, which stalls "
                                    "early in training. Use −log D(G(z)) = softplus(−logit)")
+
+    @spec.case("as the chapter's training step uses it: D's logits for a batch of 256, D's weight gradient")
+    def _(fn):
+        # genlib.gan.train_step calls the loss on D(x).view(-1) — non-leaf float32 logits, large once D
+        # is confident — then loss.backward() and loss.item(): compare the gradient on D's weights
+        g = torch.Generator().manual_seed(7)
+        feats = [torch.randn(256, 8, generator=g) for _ in range(n_inputs)]
+        w0 = 4 * torch.randn(8, generator=g)
+        grads = []
+        for f in (fn, ref):
+            w = w0.clone().requires_grad_(True)
+            out = _scalar(_call(f, *[x @ w for x in feats]))
+            if not out.requires_grad:
+                raise CheckFailure("your loss carries no gradient: do not call .item(), .detach() or "
+                                   "build a new tensor from the values")
+            out.backward()
+            grads.append((out.item(), w.grad))
+        (v, gw), (rv, rw) = grads
+        if not (math.isfinite(v) and abs(v - rv) <= 1e-4 * max(1.0, abs(rv)) and gw is not None
+                and torch.allclose(gw, rw, rtol=1e-3, atol=1e-5)):
+            raise CheckFailure(f"on a batch of 256 logits up to ±{float(torch.cat([x @ w0 for x in feats]).abs().max()):.0f} "
+                               f"(a confident D) your loss is {v:.5g}, the reference {rv:.5g}, or the gradient "
+                               "reaching D's weights differs: " + summary, generic=True)
 
     @spec.case("gradient matches the reference")
     def _(fn):

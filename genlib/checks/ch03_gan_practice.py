@@ -94,6 +94,16 @@ def generator_check(name, ref, kind):
                                    "image is made by a dense layer and a convolution only polishes it. "
                                    "DCGAN reshapes the projected noise to a small map (4×4) and grows it "
                                    "with a stride-2 ConvTranspose2d (or nn.Upsample + Conv2d)")
+    @spec.case("as chapter 03 uses it: z_dim = 8, 297 samples in eval mode for the classifier")
+    def _(cls):
+        # evaluate() draws N_EVAL = 297 samples with gan.sample (eval mode, no grad) and feeds them to
+        # features.classify_digits, which expects (N, 1, 8, 8) images in [-1, 1]
+        out = probe(cls, P.output, "generator", {"z_dim": 8}, (297, 8), mode="eval", grad=False)
+        expect_tensor(out, (297, 1, 8, 8), "G(z) for 297 noise vectors of size 8 in eval mode")
+        if not torch.isfinite(out).all() or out.abs().max() > 1 + 1e-6:
+            raise CheckFailure("in eval mode with z_dim = 8 your generator's images are not finite values in "
+                               "[-1, 1]: the chapter's classifier reads them as [-1, 1] digits (end with tanh)")
+
     return spec
 
 
@@ -166,6 +176,15 @@ def discriminator_check(name, ref, kind):
                 raise CheckFailure(f"in train mode, changing the other images of the batch changed image "
                                    f"0's logit: {what}. This D has no batch norm, so each logit depends on "
                                    "its own image only (and spectral norm can be added later)")
+    @spec.case("as chapter 03 uses it: a training batch of 256 images in train mode → (256,) logits")
+    def _(cls):
+        # genlib.gan.train_step calls D on (256, 1, 8, 8) batches in train mode and hands D(x) to the
+        # losses, which take (N,) logits
+        out = probe(cls, P.output, "discriminator", {}, (256, 1, 8, 8), mode="train", noise="rand2")
+        expect_tensor(out, (256,), "D(x) for a batch of 256 images in train mode")
+        if not torch.isfinite(out).all():
+            raise CheckFailure("your discriminator's logits for a batch of 256 images are not finite")
+
     return spec
 
 
@@ -270,7 +289,14 @@ def _(fn):
                                "the D(x) a reader can interpret")
 
 
-@spec.case("returned values match the reference step on a copy of the same state")
+_PROCESS = ("steps opt_d, then opt_g, once each", "D step: no gradient leaks into G",
+            "D step: gradient of d_loss on detached fakes, freshly zeroed", "G step: gradient of g_loss through D",
+            "both models in train mode during the step")
+
+
+# the logged numbers follow from the step: when the step itself is wrong (a missing detach, a misplaced
+# zero_grad), the returned values differ as a consequence, and the step's own case names the cause
+@spec.case("returned values match the reference step on a copy of the same state", depends_on=_PROCESS)
 def _(fn):
     run = _run_step(fn)
     for k, (out, info) in enumerate(zip(run["outs"], run["refs"])):

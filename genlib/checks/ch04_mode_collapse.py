@@ -57,9 +57,10 @@ def _(fn):
         raise CheckFailure("(0.25, 0.25) is 0.354 > 3·std = 0.3 from its mode but you called it high "
                            "quality: test the Euclidean distance, not each coordinate separately")
     if got == [True, True, True, True]:
-        raise CheckFailure("(0.25, 0.25) is 0.354 > 3·std = 0.3 from its mode but you called it high "
-                           "quality: test the Euclidean distance, not each coordinate separately "
-                           "(or you compared squared distances with 3·std)")
+        # squared distances 0.0625 … 0.125 are all below 0.3; a per-coordinate box keeps 0.31 out
+        raise CheckFailure("every point counted as high quality, even 0.31 and 0.354 from their mode with "
+                           "3·std = 0.3: you probably compared the squared distance ‖x − c‖² with 3·std — "
+                           "take the square root (torch.cdist gives Euclidean distances)")
     if got == [False, False, False, False] or got == [True, False, False, False]:
         raise CheckFailure("points within 0.3 = 3·std of their mode must count as high quality: "
                            "did you use 1·std, 2·std or the squared distance against (3·std)?")
@@ -77,6 +78,25 @@ def _(fn):
     if not hq.item():
         raise CheckFailure("a point 1.3 from its mode with std 0.5 (3·std = 1.5) must be high quality; "
                            "you probably compared the squared distance with 3·std — take the square root")
+
+
+@spec.case("as chapter 04 uses it: 2,500 ring samples, then torch.bincount(mode[hq])")
+def _(fn):
+    from genlib import data
+
+    centers, x = data.ring_centers(), data.ring(2500, seed=1)
+    mode, hq = _call_assign(fn, x, centers, 0.01)
+    ref_mode, ref_hq = assign_modes(x, centers, 0.01)
+    try:
+        counts = torch.bincount(mode[hq], minlength=len(centers))
+    except Exception as e:  # noqa: BLE001 - the chapter's next line, with the learner's output
+        raise CheckFailure(f"the chapter's torch.bincount(mode[hq], minlength=K) fails on your output "
+                           f"({type(e).__name__}: {str(e)[:80]}): mode must be int64 indices, hq a bool "
+                           "mask of the same length") from None
+    if not torch.equal(counts, torch.bincount(ref_mode[ref_hq], minlength=len(centers))):
+        raise CheckFailure("on the chapter's ring data (2,500 samples, std 0.01) your per-mode counts "
+                           "differ from the reference: nearest centre by Euclidean distance, high "
+                           "quality when that distance is ≤ 3·std")
 
 
 @spec.case("random samples match the reference")
@@ -99,7 +119,7 @@ spec = register("modes.reverse_kl", reverse_kl,
 
 
 def _kl(fn, counts):
-    out = fn(torch.tensor(counts))
+    out = fn(counts.clone() if torch.is_tensor(counts) else torch.tensor(counts))
     try:
         return float(out)
     except Exception:
@@ -139,7 +159,32 @@ def _(fn):
             raise CheckFailure(f"K={k}: got {v:.5g}, expected {ref:.5g} = Σ_k p_k ln(K·p_k) over p_k > 0")
 
 
-@spec.case("does not change the counts")
+@spec.case("as chapter 04 uses it: bincount counts, ln K to double precision")
+def _(fn):
+    # mode_stats passes torch.bincount(mode[hq], minlength=K) (int64) and the chapter asserts
+    # math.isclose(reverse_kl, math.log(8)) at the default rel_tol of 1e-9: float32 is not enough
+    for k in (8, 25):
+        counts = torch.bincount(torch.zeros(50, dtype=torch.long), minlength=k)
+        v = _kl(fn, counts)
+        if math.isclose(v, math.log(k), rel_tol=1e-9):
+            continue
+        if math.isclose(v, math.log(k), rel_tol=1e-5):
+            raise CheckFailure(f"got {v:.10f} for one mode of {k}; ln {k} = {math.log(k):.10f}: right only to "
+                               f"float32 precision (relative error {abs(v / math.log(k) - 1):.1e}), and chapter 04 "
+                               f"compares it with math.log({k}) at full double precision (math.isclose, "
+                               "rel_tol 1e-9). Integer counts divided by their sum give float32: compute in "
+                               "float64, p = counts.double() / counts.sum(), and return a Python float")
+        raise CheckFailure(f"got {v:.6g} for torch.bincount counts with every sample on one mode of {k}; "
+                           f"expected ln {k} = {math.log(k):.6f}", generic=True)
+    g = torch.Generator().manual_seed(5)
+    counts = torch.bincount(torch.randint(0, 6, (300,), generator=g), minlength=8)  # 2 empty modes
+    v, ref = _kl(fn, counts), reverse_kl(counts)
+    if not math.isclose(v, ref, rel_tol=1e-9, abs_tol=1e-12):
+        raise CheckFailure(f"got {v:.10f}, the reference {ref:.10f} for a bincount histogram: compute in "
+                           "float64 (counts.double()), as the chapter's tables compare to double precision")
+
+
+@spec.case("does not change the counts", inputs=True)
 def _(fn):
     counts = torch.tensor([3, 0, 1, 4])
     before = counts.clone()
@@ -175,7 +220,12 @@ def _(fn):
 @spec.case("images are packed along channels")
 def _(fn):
     x = torch.randn(6, 3, 4, 4)
-    out = expect_tensor(fn(x.clone(), 3), (2, 9, 4, 4), "pack(images (6, 3, 4, 4), m=3)",)
+    out = fn(x.clone(), 3)
+    if torch.is_tensor(out) and tuple(out.shape) == (2, 144):
+        raise CheckFailure("pack(images (6, 3, 4, 4), m=3) has shape (2, 144): you flattened each group. Keep "
+                           "the image axes and stack the m images along channels: "
+                           "reshape(N // m, m·C, H, W) → (2, 9, 4, 4)")
+    out = expect_tensor(out, (2, 9, 4, 4), "pack(images (6, 3, 4, 4), m=3)")
     expect_close(out, x.reshape(2, 9, 4, 4), "packed images",
                  "stack the m images' channels: sample j·m+i fills channels i·C … i·C+C−1")
 
@@ -308,7 +358,8 @@ def _(fn):
                      "it is the mean over samples of (‖∇D(x̂)‖₂ − 1)², without λ (and two-sided)")
 
 
-@spec.case("gradient norm over all non-batch axes (images)")
+@spec.case("gradient norm over all non-batch axes (images)",
+           depends_on="closed form for a linear critic (2-D points)")
 def _(fn):
     g = torch.Generator().manual_seed(2)
     w = torch.randn(3, 4, 4, generator=g)
@@ -354,5 +405,7 @@ def _(fn):
     if not obs["requires_grad"]:
         return  # nothing to backpropagate: the create_graph case reports it
     if obs["fake_grad"] is not None and obs["fake_grad"].abs().sum() > 0:
-        raise CheckFailure("the penalty sent gradients into the fake samples (the generator); build x̂ "
-                           "from real.detach() and fake.detach() — the penalty trains only D")
+        raise CheckFailure("the penalty sent gradients into the fake samples (the generator): the "
+                           "chapter's trainer passes fake = G(z) without detaching it, so detach inside "
+                           "your function — build x̂ from real.detach() and fake.detach(); the penalty "
+                           "trains only D")

@@ -1,5 +1,6 @@
 """Checks for chapter 05 (VAE): reparameterisation, Gaussian KL, the negative ELBO, the IWAE bound."""
 import math
+import re
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +43,9 @@ def _(fn):
 def _(fn):
     torch.manual_seed(0)
     mu = torch.full((500, 3), 0.5)
-    logvar = torch.zeros(500, 3)
+    # logvar 0.5, not 0: at 0, "logvar used as σ" and "sqrt(logvar)" give σ = 0 and would read as
+    # "nothing was sampled"; the std case names those mistakes
+    logvar = torch.full((500, 3), 0.5)
     z1, z2 = fn(mu, logvar), fn(mu, logvar)
     expect_tensor(z1, mu.shape, "z")
     if torch.allclose(z1, mu):
@@ -60,9 +63,9 @@ def _(fn):
 @rep.case("independent ε for every sample and dimension")
 def _(fn):
     torch.manual_seed(1)
-    z = fn(torch.zeros(400, 5), torch.zeros(400, 5))
+    z = fn(torch.zeros(400, 5), torch.full((400, 5), 0.5))
     expect_tensor(z, (400, 5), "z")
-    if _no_noise(z, torch.zeros(400, 5), torch.zeros(400, 5)):
+    if _no_noise(z, torch.zeros(400, 5), torch.full((400, 5), 0.5)):
         raise CheckFailure(_NO_EPS)
     if torch.allclose(z, z[:1].expand_as(z)):
         raise CheckFailure("every row of z is the same: one ε was shared by the whole batch "
@@ -136,6 +139,21 @@ def _(fn):
     expect_close(gm, torch.ones_like(gm), "dz/dmu", "z should depend on mu as mu + (noise)")
     expect_close(gl, 0.5 * (z - mu).detach(), "dz/dlogvar",
                  "with z = mu + exp(logvar/2)·ε, dz/dlogvar = ½·(z − mu)", rtol=1e-3, atol=1e-4)
+
+
+@rep.case("runs on the device and dtype of its inputs (the chapter trains on a GPU when there is one)")
+def _(fn):
+    # the meta device stands in for a GPU: noise made without device= lands on the CPU and clashes
+    try:
+        z = fn(torch.zeros(4, 3, device="meta"), torch.zeros(4, 3, device="meta"))
+    except Exception as e:  # noqa: BLE001
+        if re.search(r"same device|expected device|on device|different devices", str(e)):
+            raise  # a device mismatch: the mechanism names it
+        z = None  # the meta stand-in cannot run this code (e.g. argument validation): not judged here
+    if z is not None:
+        expect_tensor(z, (4, 3), "z for inputs on another device", device="meta")
+    z = fn(torch.zeros(64, 16, dtype=torch.float64), torch.full((64, 16), -1.0, dtype=torch.float64))
+    expect_tensor(z, (64, 16), "z for float64 inputs", dtype=torch.float64)
 
 
 # ============================================================================ gaussian_kl
@@ -216,7 +234,7 @@ def _(fn):
     expect_tensor(out, (1,), "the KL")
     if abs(out.item() - est) > 5 * se + 1e-3:
         raise CheckFailure(f"KL = {out.item():.4f}, but E_q[log q(z) − log p(z)] estimated from 200,000 "
-                           f"samples is {est:.4f} ± {se:.4f}")
+                           f"samples is {est:.4f} ± {se:.4f}", generic=True)
 
 
 @kl.case("never negative, finite for extreme log-variances")
@@ -336,6 +354,25 @@ def _(fn):
                            "compute the loss from logits with binary_cross_entropy_with_logits")
 
 
+@nelbo.case("as chapter 05 uses it: a batch of 64 from a trained VAE, logits up to ±30, float32")
+def _(fn):
+    # the chapter asserts allclose(yours, genlib's, atol=1e-3) on a trained model's outputs, no grad
+    g = _gen(9)
+    logits = (10 * torch.randn(64, 1, 8, 8, generator=g)).clamp(-30, 30)
+    x = (torch.rand(64, 1, 8, 8, generator=g) < 0.3).float()
+    mu, logvar = 2 * torch.randn(64, 16, generator=g), torch.linspace(-9, 1, 64 * 16).view(64, 16)
+    with torch.no_grad():
+        out = fn(logits.clone(), x.clone(), mu.clone(), logvar.clone())
+    ref = negative_elbo(logits, x, mu, logvar)
+    expect_tensor(out, (64,), "−ELBO of 64 images", dtype=torch.float32)
+    if not (torch.isfinite(out).all() and torch.allclose(out, ref, atol=1e-3, rtol=1e-5)):
+        err = (out - ref).abs().max().item() if torch.isfinite(out).all() else float("nan")
+        raise CheckFailure(f"on a trained model's outputs (logits up to ±30, 16 latents) your −ELBO differs "
+                           f"from genlib's by up to {err:.3g} nats (the chapter asserts ≤ 1e-3): compute the "
+                           "reconstruction from logits (F.binary_cross_entropy_with_logits, summed over "
+                           "pixels) and add the KL summed over the latents", generic=True)
+
+
 # ============================================================================ IWAE
 iw = register("vae.iwae", iwae_bound,
               "IWAE bound log(1/K Σ_k e^{log_w_k}) from log-weights (K, N) → (N,), stably")
@@ -388,3 +425,18 @@ def _(fn):
                            "hundreds or thousands): exp under/overflows. Use torch.logsumexp(log_w, 0) − log K")
     expect_close(out, ref, "the bound for log-weights of ±1000", "use torch.logsumexp(log_w, 0) − log K",
                  rtol=1e-5)
+
+
+@iw.case("as chapter 05 uses it: K up to 1,000 log-weights of a VAE, float32")
+def _(fn):
+    # vae.iwae_log_px hands bound() (K, N) float32 log p(x, z) − log q(z|x), tens of nats below 0
+    g = _gen(10)
+    for k in (1, 10, 1000):
+        log_w = -40 + 6 * torch.randn(k, 64, generator=g)
+        out = fn(log_w.clone())
+        expect_tensor(out, (64,), f"the bound for K = {k}", dtype=torch.float32)
+        ref = iwae_bound(log_w)
+        if not (torch.isfinite(out).all() and torch.allclose(out, ref, rtol=1e-5, atol=1e-4)):
+            raise CheckFailure(f"for K = {k} log-weights around −40 (as the chapter's VAE gives) your bound "
+                               f"differs from logsumexp(log_w, 0) − log K: use torch.logsumexp, which is "
+                               "exact where exp(log_w) underflows", generic=True)

@@ -5,6 +5,7 @@ usual mistakes give clearly different numbers; when a result is wrong, ``_diagno
 the known wrong variants and names the one that matches.
 """
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -27,11 +28,11 @@ def _diagnose(out, expected, variants, what, default_hint, rtol=1e-4, atol=1e-6)
     out = torch.as_tensor(out, dtype=torch.float64).cpu()
     expected = torch.as_tensor(expected, dtype=torch.float64)
     if out.shape != expected.shape:
-        raise CheckFailure(f"{what} has shape {tuple(out.shape)}, expected {tuple(expected.shape)}")
+        raise CheckFailure(f"{what} has shape {tuple(out.shape)}, expected {tuple(expected.shape)}", generic=True)
     if torch.allclose(out, expected, rtol=rtol, atol=atol, equal_nan=False):
         return
     if not torch.isfinite(out).all():
-        raise CheckFailure(f"{what} contains NaN or inf. {default_hint}")
+        raise CheckFailure(f"{what} contains NaN or inf. {default_hint}", generic=True)
     loose = {"rtol": max(rtol, 1e-3), "atol": max(atol, 1e-4)}
     for wrong, message in variants:
         wrong = torch.as_tensor(wrong, dtype=torch.float64)
@@ -41,7 +42,7 @@ def _diagnose(out, expected, variants, what, default_hint, rtol=1e-4, atol=1e-6)
         if wrong.shape == out.shape and torch.allclose(out, wrong, **loose):
             raise CheckFailure(message)
     err = (out - expected).abs().max().item()
-    raise CheckFailure(f"{what} differs from the reference (max error {err:.3g}). {default_hint}")
+    raise CheckFailure(f"{what} differs from the reference (max error {err:.3g}). {default_hint}", generic=True)
 
 
 # ============================================================================ PSNR
@@ -67,6 +68,9 @@ def _psnr_variants(x, y, L):
          "error over pixels, not the sum"),
         (10 * torch.log10(peak ** 2 / mse), "the peak is data_range, the span of the pixel scale, "
          "not the brightest pixel of the image"),
+        (10 * torch.log10((x.flatten(1).max(1).values - x.flatten(1).min(1).values) ** 2 / mse),
+         "the peak is data_range, the span of the pixel *scale* (1 for [0, 1], 2 for [-1, 1], 255 for "
+         "bytes), not the span of values this image happens to contain (max − min)"),
     ]
 
 
@@ -102,6 +106,26 @@ def _(fn):
 @spec.case("byte images with data_range=255")
 def _(fn):
     _psnr_case(fn, 0.0, 255.0, 3)
+
+
+@spec.case("as chapter 06 uses it: 297 digits in [-1, 1], float32, data_range 2 vs 1")
+def _(fn):
+    from genlib import data
+
+    x, _ = data.digits("test", (-1, 1))
+    noisy = x + 0.2 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    right, wrong = fn(noisy.clone(), x.clone(), data_range=2.0), fn(noisy.clone(), x.clone(), data_range=1.0)
+    expect_tensor(right, (len(x),), "psnr of the 297 test digits")
+    with warnings.catch_warnings():  # noisy digits leave [-1, 1], as in the chapter: genlib warns
+        warnings.simplefilter("ignore")
+        ref = metrics.psnr(noisy, x, 2.0)
+    _diagnose(right, ref, _psnr_variants(noisy, x, 2.0), "psnr(noisy digits, digits)",
+              "PSNR = 10·log10(data_range² / MSE) per image", rtol=1e-4, atol=1e-4)
+    shift = (right.double() - torch.as_tensor(wrong).double()).mean().item()
+    if abs(shift - 20 * math.log10(2)) > 1e-3:
+        raise CheckFailure(f"doubling data_range moved your PSNR by {shift:.4f} dB; it must move it by "
+                           f"20·log10(2) = {20 * math.log10(2):.4f} dB (the chapter asserts this): the peak "
+                           "enters squared, 10·log10(data_range² / MSE)")
 
 
 # ============================================================================ SSIM
@@ -201,6 +225,20 @@ def _(fn):
 def _(fn):
     # local variances ≈ C2 here, so population vs sample moments (× 121/120) become visible
     _ssim_case(fn, 0.45, 0.55, 5, c=1, L=1.0)
+
+
+@spec.case("as chapter 06 uses it: 64 float32 shape images in [0, 1], blurred and noised")
+def _(fn):
+    from genlib import data
+
+    shp = data.shapes(8, seed=1, value_range=(0, 1)).images
+    g = torch.Generator().manual_seed(2)
+    noised = (shp + 0.1 * torch.randn(shp.shape, generator=g)).clamp(0, 1)
+    out = fn(noised.clone(), shp.clone(), data_range=1.0)
+    expect_tensor(out, (len(shp),), "ssim on the chapter's shape images")
+    _diagnose(out, metrics.ssim(noised, shp, 1.0), _ssim_variants(noised, shp, 1.0), "ssim(noised, shapes)",
+              "follow Wang et al. 2004 (Gaussian 11×11 window σ = 1.5, population moments, valid region)",
+              rtol=1e-4, atol=1e-5)
 
 
 # ============================================================================ Fréchet distance
@@ -318,6 +356,10 @@ def _(fn):
     if not math.isfinite(out):
         raise CheckFailure(f"frechet_distance(g, g) is {out} for a singular Σ: clamp round-off "
                            "eigenvalues (even −1e-17) at 0 before the square root")
+    if out < -1e-4:
+        raise CheckFailure(f"a squared distance of {out:.3g} < 0 for two identical Gaussians: far more than "
+                           "float64 round-off (~1e-6 here) — compute in float64 (no .float() / float32 arrays), "
+                           "with the symmetric form Σ1^½ Σ2 Σ1^½ and eigenvalues below d·ε·λ_max set to 0")
     if out < -1e-9:
         raise CheckFailure(f"a squared distance of {out:.3g} < 0 for two identical Gaussians with singular Σ "
                            "(n < d): round-off eigenvalues of size ~1e-16 in the null space each add √1e-16 "
@@ -325,10 +367,28 @@ def _(fn):
                            "Set eigenvalues below d·ε·λ_max to 0 (ε = np.finfo(float).eps) before the "
                            "square root, and clip the result at 0")
     if abs(out) > 1e-8:
-        raise CheckFailure(f"frechet_distance(g, g) = {out:.3g}, expected 0 for identical Gaussians")
+        raise CheckFailure(f"frechet_distance(g, g) = {out:.3g}, expected 0 for identical Gaussians", generic=True)
 
 
-@spec.case("does not modify its inputs")
+@spec.case("singular Gaussians a small distance apart (round-off not in the cross term)")
+def _(fn):
+    # identical singular Σ (rank 9 in 64-d) and means 0.03 apart: FID = 64·0.03² = 0.0576 exactly.
+    # Round-off eigenvalues kept by sqrtm(Σ1·Σ2) or by a clamp at 0 add ~1e-6 to the cross term, a
+    # relative error of ~1e-5, and clipping the result at 0 no longer hides it
+    mu, s, _, _ = _gaussians(64, 10, 10, 0)
+    what = "frechet_distance(g, g shifted by 0.03), rank 9 in 64-d"
+    out = _as_real(fn(mu.copy(), s.copy(), mu + 0.03, s.copy()), what)
+    ref = metrics.frechet_distance(mu, s, mu + 0.03, s)
+    if math.isfinite(out) and ref - 1e-4 < out < ref - (1e-6 * ref + 1e-8):
+        raise CheckFailure(f"{what} = {out:.9f}, expected {ref:.9f}: {ref - out:.2g} too small. Round-off "
+                           "eigenvalues of size ~1e-16 in the null space each add √1e-16 ≈ 1e-8 to the cross "
+                           "term (sqrtm(Σ1·Σ2), or eigenvalues clamped only at 0, keep them); clipping the "
+                           "result at 0 hides this only when the true distance is 0. Set eigenvalues below "
+                           "d·ε·λ_max to 0 (ε = np.finfo(float).eps) before the square root")
+    _fid_case(fn, mu, s, mu + 0.03, s.copy(), what)
+
+
+@spec.case("does not modify its inputs", inputs=True)
 def _(fn):
     args = _gaussians(4, 50, 50, 3)
     before = [a.copy() for a in args]
