@@ -66,7 +66,7 @@ def _preload() -> None:
             pass
     # The modules of the references to block (some live in genlib.checks): the worker may be
     # unable to read its sources later (audit hook, or a private folder when run as nobody).
-    extra = [m for m in os.environ.get("GENLIB_PRELOAD", "").split(",") if m]
+    extra = [m for m in os.environ.pop("GENLIB_PRELOAD", "").split(",") if m]
     for name in extra + list(_STDLIB + _OPTIONAL):
         try:
             importlib.import_module(name)
