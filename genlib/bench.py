@@ -2,7 +2,8 @@
 
 Trains the vanilla GAN and the remedies of ``genlib.modecollapse`` on ``ring`` and ``grid`` (and
 stacked digits with ``--stacked``) over several seeds, and prints a markdown table — mean ±
-standard error — beside the published rows. Results go to ``results/bench_modes.{json,md}``
+standard deviation over seeds and the [min–max] range — beside the published rows. Results go to
+``results/bench_modes.{json,md}``
 (``results/bench_stacked.*``); ``--update-readme`` pastes the table between the README's
 ``<!-- bench-modes:start -->`` / ``<!-- bench-modes:end -->`` markers. Only the full run writes
 there by default: ``--quick`` and partial runs (fewer seeds, other steps, a subset of methods or
@@ -28,6 +29,7 @@ from pathlib import Path
 import torch
 
 from genlib import modecollapse as mc
+from genlib import stats
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results"
@@ -94,14 +96,18 @@ def mean_se(values) -> tuple[float, float]:
 
 
 def _fmt(values, scale=1.0, digits=2) -> str:
-    """mean ± s.e.; runs with an infinite value (rKL of a run without one high-quality sample) are
-    counted apart: "0.12 ± 0.05 (2 runs: inf)", or "inf" when every run is."""
+    """mean ± standard deviation over the runs (ddof = 1) and their [min–max] range: the spread from
+    seed to seed, not the (√n smaller) standard error of the mean. Runs with an infinite value (rKL of
+    a run without one high-quality sample) are counted apart: "0.12 ± 0.07 [0.07–0.17] (2 runs: inf)",
+    or "inf" when every run is."""
     finite = [x * scale for x in values if math.isfinite(x)]
     n_inf = len(values) - len(finite)
     if not finite:
         return "inf"
-    m, se = mean_se(finite)
-    text = f"{m:.{digits}f}" if len(finite) == 1 else f"{m:.{digits}f} ± {se:.{digits}f}"
+    s = stats.spread(finite)
+    f = f"{{:.{digits}f}}"
+    text = f.format(s.mean) if s.n == 1 else \
+        f"{f.format(s.mean)} ± {f.format(s.std)} [{f.format(s.min)}–{f.format(s.max)}]"
     return text + (f" ({n_inf} run{'s' if n_inf > 1 else ''}: inf)" if n_inf else "")
 
 
@@ -128,7 +134,7 @@ def _steps_text(steps) -> str:
 
 
 def markdown_modes(result: dict) -> str:
-    """The README table: our rows (mean ± s.e.) beside PacGAN's published rows."""
+    """The README table: our rows (mean ± std over seeds, [min–max]) beside PacGAN's published rows."""
     runs = result["runs"]
     lines = [f"Produced by `{result['command']}` ({result['device']}, "
              f"{result['wall_seconds'] / 60:.1f} min, steps per run: {_steps_text(result['steps'])}).", "",
@@ -146,7 +152,10 @@ def markdown_modes(result: dict) -> str:
                          f"{_fmt([r['reverse_kl'] for r in rs], digits=3)} |")
         for method, modes, hq, rkl in PUBLISHED.get(ds, []):
             lines.append(f"| {ds} ({k}) | {method} | PacGAN T1 | 10 | {modes} | {hq} | {rkl:.2f} |")
-    lines += ["", f"Published rows: {PUBLISHED_SOURCE}. Ours: mean ± standard error over seeds.",
+    lines += ["", f"Published rows: {PUBLISHED_SOURCE}. Ours: mean ± standard deviation over the seeds (ddof = 1) "
+              "and [min–max] over the runs, n = the runs column: the seed-to-seed spread, which is what another "
+              "machine's draws vary by. Read a difference between two rows as real only when their ranges do not "
+              "overlap.",
               "", SETUP, "", RKL_DEFINITION]
     return "\n".join(lines) + "\n"
 

@@ -25,8 +25,9 @@ def _fake_result():
 
 def test_markdown_has_ours_and_published_rows():
     md = bench.markdown_modes(_fake_result())
-    assert "| ring (8) | GAN | genlib | 3 | 6.0 ± 0.6 |" in md
-    assert "| ring (8) | PacGAN2 | genlib | 3 | 8.0 ± 0.0 | 95.0 ± 0.0 | 0.020 ± 0.006 |" in md
+    assert "| ring (8) | GAN | genlib | 3 | 6.0 ± 1.0 [5.0–7.0] |" in md
+    assert "| ring (8) | PacGAN2 | genlib | 3 | 8.0 ± 0.0 [8.0–8.0] | 95.0 ± 0.0 [95.0–95.0] | 0.020 ± 0.010 [0.010–0.030] |" in md
+    assert "standard deviation over the seeds" in md
     assert "| ring (8) | GAN | PacGAN T1 | 10 | 6.3 | 98.2 | 0.45 |" in md
     one = dict(_fake_result(), runs=_fake_result()["runs"][:1])
     assert "| ring (8) | GAN | genlib | 1 | 5.0 | 95.0 | 0.010 |" in bench.markdown_modes(one)
@@ -38,7 +39,7 @@ def test_markdown_has_ours_and_published_rows():
 
 
 def test_fmt_counts_infinite_runs_apart():
-    assert bench._fmt([0.1, 0.3, float("inf")]) == "0.20 ± 0.10 (1 run: inf)"
+    assert bench._fmt([0.1, 0.3, float("inf")]) == "0.20 ± 0.14 [0.10–0.30] (1 run: inf)"
     assert bench._fmt([float("inf")] * 2) == "inf"
     assert bench._fmt([0.5]) == "0.50"
 
