@@ -133,3 +133,16 @@ def test_gaussian_decoders_in_the_loss():
     assert out2.shape == (6, 2, 8, 8)
     assert torch.allclose(vae.reconstruction_nll(learned, out2, x),
                           gaussian_nll(x, out2[:, :1], out2[:, 1:].clamp(min=-6.0)))
+
+
+def test_neg_elbo_per_image_averages_to_evaluate():
+    torch.manual_seed(3)
+    model = vae.MLPVAE(latent=4, hidden=16)
+    x = vae.binary_digits("test")[0][:40]
+    per = vae.neg_elbo_per_image(model, x, samples=5, seed=7)
+    assert per.shape == (40,) and per.dtype == torch.float64
+    assert per.mean().item() == pytest.approx(vae.evaluate(model, x, samples=5, seed=7)["neg_elbo"], rel=1e-5)
+    assert per.std().item() > 0                                          # images differ
+    model.train()
+    vae.neg_elbo_per_image(model, x, samples=1)
+    assert model.training                                                # mode restored
