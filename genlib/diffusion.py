@@ -43,7 +43,8 @@ WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights"
 # ============================================================================ schedules
 @dataclass
 class Schedule:
-    """A noise schedule: ``betas``, ``alphas`` = 1 − betas, ``alpha_bar`` = cumprod(alphas), all (T,)."""
+    """A noise schedule: ``betas``, ``alphas`` = 1 − betas, ``alpha_bar`` = cumprod(alphas), all (T,);
+    ``T`` is the number of steps (valid integer steps are 0 … T − 1; step T − 1 is the noisiest)."""
     betas: torch.Tensor
 
     def __post_init__(self):
@@ -258,6 +259,11 @@ class _Conditioning(nn.Module):
         self.emb = emb
 
     def forward(self, t: torch.Tensor, y=None) -> torch.Tensor:
+        if not torch.is_tensor(t) or t.dim() != 1:
+            shape = tuple(t.shape) if torch.is_tensor(t) else type(t).__name__
+            raise ValueError(f"the model takes t of shape (N,), one time per sample; got {shape}. If you "
+                             "reshaped t to broadcast it over x (t.view(-1, 1, ...)), pass the original "
+                             "(N,) tensor to the model.")
         h = self.time(timestep_embedding(t * self.time_scale, self.emb))
         if self.label is not None:
             if y is None:
@@ -417,8 +423,10 @@ _REAL_FID: dict = {}
 
 
 def real_vs_real_fid(n: int) -> float:
-    """digits-FID of the first n train digits (n ≤ 1,500) against the 297 held-out test digits:
-    the floor a perfect generator reaches with n samples (FID is biased upwards at small n)."""
+    """digits-FID of the first n train digits (n ≤ 1,500) against the 297 held-out test digits: a
+    *reference level* for n samples, not a floor — it moves with which n real digits are drawn
+    (0.21–0.26 at n = 1,000) and a sampler can score below it. For a reference with its spread,
+    and for comparisons over seeds, use ``genlib.quality.digits_quality``."""
     if n not in _REAL_FID:
         from genlib.data import digits
         from genlib.metrics import digits_fid
@@ -432,8 +440,9 @@ def digits_eval(samples: torch.Tensor, labels=None, diversity: bool = False) -> 
     """Score digit samples (N, 1, 8, 8) in [-1, 1] against the held-out TEST digits (297):
 
     * ``fid``: digits-FID (shipped CNN features) of the samples vs the test digits;
-    * ``real_fid``: the same FID for N real train digits (``real_vs_real_fid``): compare with it,
-      and compare models only at equal N;
+    * ``real_fid``: the same FID for the first N real train digits (``real_vs_real_fid``): a
+      reference level, not a floor; compare models only at equal N, over several seeds
+      (``genlib.quality`` does both);
     * ``accuracy`` (when ``labels`` (N,) are the requested classes): share classified as asked;
     * with ``diversity``: ``precision``, ``recall`` (k = 3) and ``coverage`` (k = 5) vs the test
       digits' features.
