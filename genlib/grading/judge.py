@@ -656,6 +656,9 @@ def judge_bounded(name: str, payload: bytes, zygote: Zygote, timeout: float,
         code = 0
         try:
             os.close(r)
+            # OpenMP's thread pool does not survive fork: a parallel region in the child would
+            # wait forever for the parent's threads. One thread: no parallel region.
+            torch.set_num_threads(1)
             import resource
 
             if memory_bytes:
