@@ -225,7 +225,7 @@ REVIEW = [
      "device mismatch inside your function"),
     ("vae.negative_elbo", "KL averaged over latents (chapter's 16-D batch)",
      lambda l, x, mu, lv: _bce(l, x).sum(1) + 0.5 * (mu**2 + lv.exp() - 1 - lv).mean(-1),
-     "reconstruction (summed over pixels) + KL", "differs"),
+     "reconstruction (summed over pixels) + KL", "averaged over the latent dimensions"),
     ("vae.iwae", "float64 result for float32 log-weights",
      lambda log_w: torch.logsumexp(log_w.double(), 0) - math.log(log_w.shape[0]),
      "log of the average weight", "your function returned a float64 tensor"),

@@ -315,6 +315,9 @@ def _(fn):
     if _close(out, mse + klv) or _close(out, (logits - x).pow(2).flatten(1).sum(1) + klv):
         raise CheckFailure("squared error is not the Bernoulli log-likelihood of 0/1 pixels (S4.8 compiled "
                            "its VAE with MSE): use binary cross-entropy from logits")
+    if _close(out, rec.sum(1) + klv / mu.shape[1]):
+        raise CheckFailure("your KL is averaged over the latent dimensions: the KL of independent "
+                           "dimensions adds up, so sum it over dim=-1 (as gaussian_kl does)")
     if _close(out, rec.sum(1) + 0.5 * klv) or _close(out, rec.sum(1) + 2 * klv):
         raise CheckFailure("the KL is off by a factor of 2: check gaussian_kl's ½")
     expect_close(out, rec.sum(1) + klv, "−ELBO",
