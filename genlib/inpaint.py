@@ -13,7 +13,8 @@ pixels where mask = 1.
                          optional reconstruction guidance
 ``ae_inpaint``           baseline: project onto an autoencoder's outputs, keep the known pixels
 ``infill_tokens``        MaskGIT decoding (Chang et al. 2022) that starts from the known tokens
-``ssim_map``             per-pixel SSIM with a window renormalised at the borders (fits 8×8 images)
+``ssim_map``             per-pixel SSIM with a window renormalised at the borders (fits 8×8 images);
+                         images on [0, data_range], as standard SSIM assumes
 ``masked_psnr_ssim``     PSNR and SSIM of every image computed on its hole only
 ``hole_diversity``       how different K completions of the same input are, on the hole
 =======================  =========================================================================
@@ -199,9 +200,15 @@ def infill_tokens(model, cond: torch.Tensor, tokens: torch.Tensor, hole: torch.T
 
 
 # ============================================================================ metrics on the hole
-def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0, win_size: int = 7,
+def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, win_size: int = 7,
              sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
     """Per-pixel SSIM (Wang et al. 2004) of (N, C, H, W) images → (N, C, H, W) float64.
+
+    The images must be on the scale [0, data_range] (0 = black), as Wang et al. and torchmetrics /
+    scikit-image assume: SSIM's luminance term compares window means *relative* to their size (Weber's
+    law), so unlike PSNR it changes when every pixel is shifted by a constant. Convert images in
+    [-1, 1] with (x + 1) / 2 and data_range = 1 (chapter 10 does); SSIM computed on signed pixels is
+    a different statistic and can rank methods differently.
 
     Same formula as ``genlib.metrics.ssim`` (Gaussian window σ = 1.5, population moments, C1 and C2
     from k1, k2 and ``data_range``), with two changes for tiny images: the window is 7 taps (an
@@ -224,9 +231,10 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0, win_size
 
 
 def masked_psnr_ssim(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor,
-                     data_range: float = 2.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """PSNR and SSIM of every image on its hole only: x, y (N, C, H, W); mask (N, 1, H, W) or
-    (N, C, H, W), 1 = counted. Per image: MSE = mean of (x − y)² over the hole's pixels and channels,
+                     data_range: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """PSNR and SSIM of every image on its hole only: x, y (N, C, H, W) on the scale [0, data_range]
+    (see ``ssim_map``: pass (x + 1) / 2 and data_range = 1 for images in [-1, 1]; PSNR is the same
+    either way); mask (N, 1, H, W) or (N, C, H, W), 1 = counted. Per image: MSE = mean of (x − y)² over the hole's pixels and channels,
     PSNR = 10·log10(data_range² / MSE); SSIM = mean of ``ssim_map`` over the same entries.
     Returns two (N,) float64 tensors; an image completed exactly has PSNR +inf."""
     m = mask.double().expand_as(x)

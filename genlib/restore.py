@@ -6,9 +6,11 @@ blocks, i.e. area downsampling) and produce the 16×16 original. Three answers:
 * ``bicubic``         – interpolation, no learning;
 * ``SRNet`` + L2      – a regression CNN; for a pixel loss the optimum is the *mean* of all
   high-resolution images that fit the input, so it hedges and blurs where the input is ambiguous;
-* ``SRNet`` + L1 + adversarial – a conditional GAN (pix2pix-style, Isola et al. 2017; SRGAN,
-  Ledig et al. 2017): the discriminator sees (low-res, candidate) pairs, which pushes the output
-  towards *one* plausible sharp image instead of the average of many.
+* ``SRNet`` + L1 + adversarial – a conditional GAN in the pix2pix style (Isola et al. 2017): the
+  discriminator sees (low-res, candidate) pairs, which pushes the output towards *one* plausible
+  sharp image instead of the average of many. (SRGAN, Ledig et al. 2017, differs: a VGG-feature
+  content loss plus 10⁻³ × an adversarial loss, no pixel loss, and an unconditional discriminator
+  that sees only high-resolution images. Like here, its generator starts from the MSE-trained net.)
 
 Blau & Michaeli (2018) proved that distortion (distance to the true image) and perceptual quality
 (distance between the output *distribution* and the natural one) cannot both be optimal: this
@@ -224,8 +226,13 @@ def high_frequency_energy(x: torch.Tensor) -> torch.Tensor:
 def evaluate(out: torch.Tensor, hr: torch.Tensor, labels: dict, real_features: torch.Tensor) -> dict:
     """Distortion and perception numbers of SR outputs ``out`` against the truths ``hr``.
 
-    * ``psnr``, ``ssim`` (dB / unitless, means over images; data_range 2 for [-1, 1]) — distortion,
-      compared pixel by pixel with each image's own truth;
+    * ``psnr``, ``ssim`` (dB / unitless, means over images) — distortion, compared pixel by pixel
+      with each image's own truth. SSIM is the standard one: computed on (x + 1) / 2 with
+      data_range = 1 (Wang et al. 2004 assume non-negative intensities; on signed [-1, 1] pixels its
+      luminance term is a different statistic). ``ssim_luminance`` and ``ssim_structure`` are the
+      means of its two factors, l = (2μxμy + C1)/(μx² + μy² + C1) and
+      cs = (2σxy + C2)/(σx² + σy² + C2), over the same windows (their product's mean is ``ssim``);
+    * ``psnr_per_image``, ``ssim_per_image`` — (N,) numpy arrays, for paired intervals;
     * ``fid`` — Fréchet distance between the shapes-classifier features of the outputs and of a
       separate set of real 16×16 shapes (``real_features``): how far the output *distribution* is
       from real images, the 'perceptual quality' axis of Blau & Michaeli (2018);
@@ -242,10 +249,43 @@ def evaluate(out: torch.Tensor, hr: torch.Tensor, labels: dict, real_features: t
     right = torch.ones(len(out), dtype=torch.bool)
     for k in ("shape", "color", "size"):
         right &= pred[k] == labels[k]
+    p = psnr(out, hr, data_range=2.0)
+    s = ssim((out + 1) / 2, (hr + 1) / 2, data_range=1.0)
+    lum, cs = ssim_factors((out + 1) / 2, (hr + 1) / 2, data_range=1.0)
     return {
-        "psnr": float(psnr(out, hr, data_range=2.0).mean()),
-        "ssim": float(ssim(out, hr, data_range=2.0).mean()),
+        "psnr": float(p.mean()),
+        "ssim": float(s.mean()),
+        "ssim_luminance": lum,
+        "ssim_structure": cs,
+        "psnr_per_image": p.double().numpy(),
+        "ssim_per_image": s.double().numpy(),
         "fid": fid_from_features(shapes_features(out), real_features),
         "accuracy": float(right.float().mean()),
         "sharpness": float(high_frequency_energy(out).mean() / high_frequency_energy(hr).mean()),
     }
+
+
+def ssim_factors(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, win_size: int = 11,
+                 sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03) -> tuple[float, float]:
+    """Means of SSIM's two factors over every valid window of every channel and image:
+    luminance l = (2μxμy + C1)/(μx² + μy² + C1) and contrast-structure cs = (2σxy + C2)/(σx² + σy² + C2),
+    with the window, moments and constants of ``genlib.metrics.ssim`` (whose map is l·cs). Images on
+    [0, data_range]. Shows *why* two methods differ on SSIM: a wrong window brightness lowers l,
+    wrong edges and texture lower cs. cs does not change when every pixel is shifted by a constant;
+    l does."""
+    from genlib.metrics import gaussian_window
+
+    c = x.shape[1]
+    g = gaussian_window(win_size, sigma).double()
+    w = (g[:, None] * g[None, :]).expand(c, 1, win_size, win_size)
+    xd, yd = x.double(), y.double()
+
+    def filt(a):
+        return F.conv2d(a, w, groups=c)
+
+    mx, my = filt(xd), filt(yd)
+    vx, vy, cov = filt(xd * xd) - mx ** 2, filt(yd * yd) - my ** 2, filt(xd * yd) - mx * my
+    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    lum = (2 * mx * my + c1) / (mx ** 2 + my ** 2 + c1)
+    cs = (2 * cov + c2) / (vx + vy + c2)
+    return float(lum.mean()), float(cs.mean())

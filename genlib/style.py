@@ -42,8 +42,9 @@ FF_WEIGHTS = "style_ff.pt"
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """features: (N, C, H, W) → (N, C, C), G[n] = F_n F_nᵀ / (C·H·W) with F_n = features[n] as (C, H·W).
 
-    Entry (i, j) is the average product of channels i and j over all positions: which features fire
-    together, with *where* thrown away. Each image gets its own Gram matrix.
+    Entry (i, j) is the product of channels i and j averaged over all positions and divided by C
+    (a map of ones gives 1/C): which features fire together, with *where* thrown away. Each image
+    gets its own Gram matrix.
     """
     n, c, h, w = features.shape
     f = features.reshape(n, c, h * w)

@@ -163,8 +163,11 @@ class PatchD(nn.Module):
     """x: (N, C, 16, 16) → (N, 4, 4) raw scores, one per overlapping patch (PatchGAN, scaled down).
 
     pix2pix's discriminator judges N×N patches instead of the whole image (70×70 on 256×256); here
-    two stride-2 convolutions and a 3×3 one give a 4×4 map of scores whose receptive fields are
-    18×18 pixels (so on 16×16 images each score sees most of the image). For pix2pix, C = 6: the
+    two stride-2 convolutions and a 3×3 one give a 4×4 map of scores whose convolutional receptive
+    fields are 18×18 pixels (so on 16×16 images each score sees most of the image). "Patch" refers to
+    the convolutions only: the InstanceNorm after the second convolution uses statistics of the whole
+    feature map, so every score depends on every input pixel (as pix2pix's BatchNorm at batch size 1
+    does). For pix2pix, C = 6: the
     input image and the (real or translated) output stacked, so D judges whether the output fits
     *this* input — the conditional part of the cGAN.
     """

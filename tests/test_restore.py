@@ -95,7 +95,30 @@ def shipped_results():
 
 def test_shipped_regression_beats_bicubic_on_distortion(shipped_results):
     r, b = shipped_results["regression"], shipped_results["bicubic"]
-    assert r["psnr"] > b["psnr"] + 3.0 and r["ssim"] > b["ssim"] + 0.05
+    assert r["psnr"] > b["psnr"] + 3.0 and r["ssim_structure"] > b["ssim_structure"] + 0.05
+
+
+def test_standard_ssim_ranks_bicubic_first_through_its_luminance_factor(shipped_results):
+    # SSIM on [0, 1] (the standard form): bicubic keeps each window's mean brightness (its input is
+    # the block means), the learned nets do not, and on a mostly black image SSIM's relative
+    # luminance term punishes that; their structure factor is better than bicubic's
+    b, r, g = (shipped_results[k] for k in ("bicubic", "regression", "gan"))
+    assert b["ssim"] > max(r["ssim"], g["ssim"]) + 0.05
+    assert b["ssim_luminance"] > max(r["ssim_luminance"], g["ssim_luminance"]) + 0.1
+    assert min(r["ssim_structure"], g["ssim_structure"]) > b["ssim_structure"]
+
+
+def test_ssim_factors_multiply_to_ssim_on_constant_factor_and_shift_cs():
+    from genlib.metrics import ssim
+    g = torch.Generator().manual_seed(0)
+    x, y = (torch.rand(4, 3, 16, 16, generator=g, dtype=torch.float64) for _ in range(2))
+    lum, cs = restore.ssim_factors(x, y)
+    assert 0 < lum <= 1 and -1 <= cs <= 1
+    # the structure factor ignores a constant shift of both images, the luminance factor does not
+    lum2, cs2 = restore.ssim_factors(x + 0.5, y + 0.5)
+    assert abs(cs2 - cs) < 1e-9 and abs(lum2 - lum) > 1e-3
+    # identical images: both factors are 1 and so is SSIM
+    assert restore.ssim_factors(x, x) == pytest.approx((1.0, 1.0)) and float(ssim(x, x).mean()) == pytest.approx(1.0)
 
 
 def test_shipped_nets_trade_distortion_for_sharpness(shipped_results):
