@@ -243,8 +243,12 @@ def critical_path(tasks: dict, placement: dict) -> float:
     {name: device}. A task starts when its dependencies are done and its device is free; tasks on
     one device run one at a time in the order given. Returns the finishing time of the last task.
 
-    A GAN step is a chain (G makes fakes → D's step needs them → G's step needs the updated D), so
-    putting G and D on two devices gives the same makespan as one device: nothing overlaps.
+    A GAN step is mostly a chain: G makes fakes → D's update on them → G's update through the updated
+    D. With D's step as one task, G and D on two devices give the same makespan as one device. Split
+    D's step into its real-batch half (which needs nothing from G) and its fake-batch half, and the
+    real half can run while G makes the fakes: with unit costs G 1, D real 1, D fake 1, G update 3,
+    two devices take 5 instead of 6 — before the transfers of the fakes and of D's weights. Data
+    parallelism (each device a full G and D and half the batch) halves every task instead.
     """
     done: dict = {}
     free: dict = {}

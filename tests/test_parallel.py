@@ -144,3 +144,14 @@ def test_independent_work_on_two_devices_halves():
     assert parallel.critical_path(tasks, {k: 0 for k in tasks}) == 6.5
     with pytest.raises(ValueError, match="before one of its dependencies"):
         parallel.critical_path({"b": (1.0, ["a"]), "a": (1.0, [])}, {"a": 0, "b": 0})
+
+
+def test_gan_step_split_d_overlaps_only_the_real_half():
+    """D's real-batch half needs nothing from G: on two devices it runs while G makes fakes (5 vs 6
+    units with G 1, D real 1, D fake 1, G update 3); data parallelism still does better (3.5)."""
+    tasks = {"G: make fakes": (1.0, []), "D: real half": (1.0, []), "D: fake half": (1.0, ["G: make fakes"]),
+             "G: update through D": (3.0, ["D: real half", "D: fake half"])}
+    one = parallel.critical_path(tasks, {k: 0 for k in tasks})
+    two = parallel.critical_path(tasks, {"G: make fakes": 0, "D: real half": 1, "D: fake half": 1,
+                                         "G: update through D": 0})
+    assert one == 6.0 and two == 5.0
