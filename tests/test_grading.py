@@ -565,8 +565,6 @@ def test_gallery_attack_scores_zero(gallery, attack):
     rows = {r["exercise"]: r for r in res["rows"]}
     if attack.startswith("files planted"):
         assert rows["basics.fit_gaussian"]["detail"].startswith("submitted genlib's reference")
-    if attack.startswith("a02a"):
-        assert "in place" in rows["basics.fit_gaussian"]["detail"], rows
     if attack.startswith("a07"):
         assert rows["basics.sample_gaussian"]["status"] == "error"
 
