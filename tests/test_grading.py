@@ -701,7 +701,12 @@ def _judge_notebook_exercises(zygote, nb_path: Path) -> dict:
         if not zygote.alive():
             z = judge.Zygote(zygote.deny_read, zygote.memory_bytes)
             zygote.__dict__.update(z.__dict__)
-        return {n: notebooks._judge_one(n, Path(d), zygote, 60) for n in names}
+        out = {}
+        for n in names:  # as grade_all does: the saved bytes, judged in a bounded fork
+            data = notebooks._saved(Path(d), n)
+            out[n] = data if isinstance(data, dict) else judge.judge_bounded(
+                n, data, zygote, 60, zygote.memory_bytes)
+        return out
 
 
 @pytest.mark.parametrize("chapter", list(PROBED))
