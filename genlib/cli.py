@@ -12,7 +12,8 @@ from pathlib import Path
 def _release(args) -> int:
     from genlib import notebooks
 
-    differing = notebooks.release(args.solutions, args.notebooks, check_only=args.check)
+    differing = notebooks.release(args.solutions, args.notebooks, check_only=args.check,
+                                  chapters=args.chapters)
     if args.check:
         if differing:
             print("out of sync with solutions/: " + ", ".join(differing)
@@ -106,6 +107,7 @@ def _convert(args) -> int:
 
 
 def _add_release(p):
+    p.add_argument("chapters", nargs="*", help="only these chapters (name prefixes, e.g. 04 07); default all")
     p.add_argument("--check", action="store_true", help="only report notebooks that are out of sync")
     p.add_argument("--solutions", default=str(Path(__file__).resolve().parent.parent / "solutions"))
     p.add_argument("--notebooks", default=str(Path(__file__).resolve().parent.parent / "notebooks"))

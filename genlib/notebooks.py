@@ -86,16 +86,20 @@ def _dumps(nb) -> str:
 
 
 def release(src: Path | str = ROOT / "solutions", dst: Path | str = ROOT / "notebooks",
-            check_only: bool = False) -> list[str]:
+            check_only: bool = False, chapters=()) -> list[str]:
     """Write learner copies of every ``src/*.ipynb`` into ``dst``.
 
     With ``check_only`` nothing is written; the names of notebooks that are missing, stale or
-    extra in ``dst`` are returned (an empty list means in sync).
+    extra in ``dst`` are returned (an empty list means in sync). ``chapters``: only the notebooks
+    whose names start with one of these prefixes (e.g. ``["04", "07"]``); others are left alone.
     """
     src, dst = Path(src), Path(dst)
+    chapters = tuple(str(c) for c in chapters)
     differing = []
     wanted = {}
     for path in sorted(src.glob("*.ipynb")):
+        if chapters and not path.name.startswith(chapters):
+            continue
         nb = nbformat.read(path, as_version=4)
         wanted[path.name] = _dumps(learner_copy(nb))
     for name, text in wanted.items():
@@ -107,7 +111,7 @@ def release(src: Path | str = ROOT / "solutions", dst: Path | str = ROOT / "note
                 dst.mkdir(parents=True, exist_ok=True)
                 target.write_text(text, encoding="utf-8")
     for extra in sorted(dst.glob("*.ipynb")):
-        if extra.name not in wanted:
+        if extra.name not in wanted and not chapters:
             differing.append(extra.name)
             if not check_only:
                 extra.unlink()
@@ -399,6 +403,8 @@ def _run_submission(work: Path, timeout: int, budget: str, sandbox: bool, hidden
     try:
         code = run.wait(timeout=timeout + 60)
         status = RUN_STATUS.get(code, f"the notebook's run ended with code {code}")
+        if code == 4:
+            status = f"a cell ran past the {timeout} s time limit"
     except subprocess.TimeoutExpired:
         status = f"timed out after {timeout} s"
     _kill_group(run)  # without a sandbox: what the notebook left running in its group
@@ -439,7 +445,7 @@ def format_grade(result: dict, as_csv: bool = False) -> str:
              f"|{'-' * (width + 2)}|-------------|--------|-------"]
     for r in rows:
         lines.append(f"| {clean_text(r['exercise']).ljust(width)} | {clean_text(r['status']):<11} | "
-                     f"{int(r['points']):>6} | {clean_text(r['detail'])}")
+                     f"{int(r['points']):>6} | {clean_text(r['detail']).replace('|', '¦')}")
     total = sum(int(r["points"]) for r in rows)
     lines.append(f"score: {total}/{len(rows)}")
     return "\n".join(lines)

@@ -144,7 +144,7 @@ for sandbox in (False, True):
             out.append(f"{sandbox} {name} {r['status']} {r['detail']}")
     finally:
         z.close()
-print("\n".join(out))
+print(chr(10).join(out))
 """
 
 
@@ -586,6 +586,8 @@ def test_gallery_report_has_no_forged_lines_and_no_formulas(gallery):
     printed = gallery["printed"]
     n_notebooks = len(gallery["results"])
     assert sum(line.startswith("score: ") for line in printed.splitlines()) == n_notebooks  # a07
+    # a forged table row inside a detail can't start a line, and its "|" are neutralised
+    assert not any(line.startswith("| ") and "| ok" in line for line in printed.splitlines())
     assert "passed      |      1 | ok" not in printed
     rows = list(csvmod.DictReader(gallery["csv"].open()))
     assert len(rows) == sum(len(r["rows"]) for r in gallery["results"].values())
@@ -779,7 +781,10 @@ def test_wrong_implementations_of_probed_exercises_score_zero_in_the_same_case(z
         if _uses_reference(obj, get_spec(ex).reference):
             continue
         local = run_check(ex, obj).failed_cases
-        assert r["detail"].split("; ") == local and case in local, (label, r, local)
+        judged = r["detail"].split("; ")
+        # The first failed case (the diagnosis the learner reads) is the same; a later case that
+        # draws its own random interpolates may land either side of its tolerance on another RNG state.
+        assert judged[0] == local[0] and case in judged and case in local, (label, r, local)
 
 
 def test_tampering_inside_the_worker_earns_nothing_on_probed_exercises(zygote):

@@ -140,7 +140,8 @@ def test_grade_stub_and_wrong_answers(tmp_path, reference):
 def test_grade_crashing_notebook_keeps_going_without_free_points(tmp_path, reference):
     path = _nb(tmp_path, "crash.ipynb", HEADER, GOOD_TANH, "1 / 0", WRONG_FIT, "raise RuntimeError('boom')")
     result, rows = _grade(path, reference)
-    assert "failing cell" in result["status"] and "ZeroDivisionError" in result["status"]
+    # a fixed phrase: nothing the notebook prints (an exception's text included) reaches the report
+    assert result["status"] == "ran with failing cells", result["status"]
     assert rows[TANH]["points"] == 1        # earned before the crash
     assert rows[FIT]["points"] == 0         # graded after the crash, wrong
 
@@ -148,7 +149,7 @@ def test_grade_crashing_notebook_keeps_going_without_free_points(tmp_path, refer
 def test_grade_hanging_notebook_is_stopped(tmp_path, reference):
     path = _nb(tmp_path, "hang.ipynb", HEADER, GOOD_TANH, "while True:\n    pass", GOOD_FIT)
     result, rows = _grade(path, reference, timeout=10)
-    assert "10 s" in result["status"] or "timed out" in result["status"], result["status"]
+    assert "10 s" in result["status"], result["status"]
     assert rows[TANH]["points"] == 1
     assert rows[FIT]["status"] == "not reached" and rows[FIT]["points"] == 0
     assert result["seconds"] < 80
