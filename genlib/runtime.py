@@ -42,19 +42,44 @@ def scaled(default, smoke=None, gpu=None):
     return default
 
 
-def claim(condition: bool, message: str) -> bool:
+class Verdict:
+    """What :func:`claim` returns: true when the claim holds. A notebook cell that ends with a
+    claim shows nothing more than the claim's own ✓ line (no trailing ``True`` echo)."""
+
+    __slots__ = ("holds", "message")
+
+    def __init__(self, holds: bool, message: str):
+        self.holds, self.message = bool(holds), message
+
+    def __bool__(self) -> bool:
+        return self.holds
+
+    def __eq__(self, other) -> bool:
+        return bool(self) == bool(other) if isinstance(other, (bool, Verdict)) else NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"Verdict({'holds' if self.holds else 'fails'}: {self.message!r})"
+
+    def _ipython_display_(self) -> None:  # the ✓ line is already printed
+        pass
+
+
+def claim(condition: bool, message: str) -> Verdict:
     """Assert a claim about a result: enforced at the default and gpu budgets.
 
     At the ``smoke`` budget models are too small to be judged, so the claim is reported, not
-    enforced. Returns ``condition`` so the caller can print it.
+    enforced. Returns a :class:`Verdict`, true when the condition holds (``if claim(...)`` works;
+    a cell ending with a claim echoes nothing).
     """
     ok = bool(condition)
     if budget() == "smoke":
         print(("✓ " if ok else "· (not enforced at smoke budget) ") + message)
-        return ok
+        return Verdict(ok, message)
     assert ok, message
     print("✓ " + message)
-    return ok
+    return Verdict(ok, message)
 
 
 def get_device(prefer: str | None = None) -> torch.device:

@@ -200,7 +200,7 @@ def describe_difference(a: Spread, b: Spread, margin: float = 0.0, digits: int =
 
 
 def claim_greater(a: Spread, b: Spread, margin: float = 0.0, what: str = "",
-                  higher_is_better: bool = True, digits: int = 3) -> bool:
+                  higher_is_better: bool = True, digits: int = 3) -> "runtime.Verdict":
     """Claim that ``a`` beats ``b`` by more than ``margin`` on every seed (paired by seed).
 
     Enforced like ``runtime.claim`` (asserted at default/gpu budgets, reported at smoke); the
@@ -212,7 +212,7 @@ def claim_greater(a: Spread, b: Spread, margin: float = 0.0, what: str = "",
 
 
 def claim_interval(iv: Interval, margin: float = 0.0, what: str = "",
-                   higher_is_better: bool = True, digits: int = 3) -> bool:
+                   higher_is_better: bool = True, digits: int = 3) -> "runtime.Verdict":
     """Claim that a difference's interval lies above ``margin`` (below ``-margin`` when lower is
     better). Use with ``paired_bootstrap``."""
     holds = iv.low > margin if higher_is_better else iv.high < -margin

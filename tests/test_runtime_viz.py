@@ -23,8 +23,15 @@ def test_claim_enforced_except_at_smoke(monkeypatch, capsys):
     with pytest.raises(AssertionError, match="the model learns"):
         runtime.claim(False, "the model learns")
     monkeypatch.setenv("GENLIB_BUDGET", "smoke")
-    assert runtime.claim(False, "the model learns") is False
+    v = runtime.claim(False, "the model learns")
+    assert not v and v == False and v.message == "the model learns"  # noqa: E712
     assert "not enforced" in capsys.readouterr().out
+    monkeypatch.setenv("GENLIB_BUDGET", "default")
+    v = runtime.claim(True, "holds")
+    assert v and v == True and not hasattr(v, "_repr_html_")  # noqa: E712
+    # a cell ending with a claim echoes nothing but the claim's own line
+    v._ipython_display_()
+    assert capsys.readouterr().out == "✓ holds\n"
 
 
 def test_device_override(monkeypatch):
