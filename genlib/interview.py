@@ -17,12 +17,13 @@
   cleanly; an unreadable progress file is reported and kept as ``<name>.corrupt-<timestamp>``; a
   ``--state`` the quiz could not save to is a one-line error before the first question; fewer
   matching questions than ``-n`` asks for are announced.
-  ``genlib quiz --mock [-n N] [--seconds S]``: a timed mock interview, N questions (default 5) from
-  N different topics, at least one hard, each answer timed against S seconds (default 120).
+  ``genlib quiz --mock [-n N] [--seconds S] [--seed K]``: a timed mock interview, N questions
+  (default 5) from N different topics, at least one hard, each answer timed against S seconds
+  (default 120); it prints its seed, and ``--seed K`` asks the same mock again.
   ``genlib quiz --print [--topic T] [--difficulty D] [-n N]``: a study sheet, no input needed;
   ``genlib quiz --print --myths``: the myth-vs-fact sheet. Meaningless combinations (``--myths``
-  without ``--print``, ``--mock`` with ``--print``, filters with ``--myths``, ``--seconds`` without
-  ``--mock``) are refused with a message, as is an ``-n`` below 1.
+  without ``--print``, ``--mock`` with ``--print``, filters with ``--myths``, ``--seconds`` or
+  ``--seed`` without ``--mock``) are refused with a message, as is an ``-n`` below 1.
 """
 from __future__ import annotations
 
@@ -525,8 +526,12 @@ def run_quiz(entries: list[dict], state_path, n: int = 5, stdin=None, stdout=Non
       untouched; the quiz starts afresh and, just before its first save, renames that file to
       ``<name>.corrupt-<timestamp>`` (never overwriting anything).
 
+    A mock's questions depend only on the filters and ``seed`` (random when None, and printed),
+    so the same seed repeats the same mock.
+
     Returns ``{"asked": [ids], "ratings": {id: 1|2|3}, "seconds": {id: float},
-    "interrupted": bool, "kept_aside": path of the renamed unreadable file or None}``.
+    "interrupted": bool, "kept_aside": path of the renamed unreadable file or None}``, plus
+    ``"seed"`` for a mock.
     """
     import random
     import time
@@ -546,8 +551,9 @@ def run_quiz(entries: list[dict], state_path, n: int = 5, stdin=None, stdout=Non
     result = {"asked": [], "ratings": {}, "seconds": {}, "interrupted": False, "kept_aside": None}
     if mock:
         n_topics = len({e["topic"] for e in entries})
-        picked = pick_mock(entries, k=min(n, n_topics),
-                           seed=random.randrange(10**6) if seed is None else seed) if entries else []
+        seed = random.randrange(10**6) if seed is None else seed
+        result["seed"] = seed
+        picked = pick_mock(entries, k=min(n, n_topics), seed=seed) if entries else []
     else:
         picked = schedule(entries, state)[:n]
     if not picked:
@@ -576,7 +582,8 @@ def run_quiz(entries: list[dict], state_path, n: int = 5, stdin=None, stdout=Non
     stdout.write(f"genlib {head} — session {state['session']}, {_plural(len(picked), 'question')}. "
                  "Answer aloud, then press Enter to compare. q (or Ctrl-C) quits.\n")
     if mock:
-        stdout.write(f"Timed: aim for under {limit_s:.0f} s per answer.\n")
+        stdout.write(f"Timed: aim for under {limit_s:.0f} s per answer. "
+                     f"Seed {seed}: --seed {seed} asks the same questions again.\n")
     unsaved = False
     try:
         for i, e in enumerate(picked, 1):
@@ -643,6 +650,9 @@ def _add_quiz_arguments(p):
                         "answers timed")
     p.add_argument("--seconds", type=float, default=None,
                    help="with --mock: time limit per answer (default 120)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="with --mock: pick the questions with this seed (a mock prints its seed), "
+                        "to repeat a mock")
     p.add_argument("--state", default=DEFAULT_STATE, help=f"progress file (default {DEFAULT_STATE})")
 
 
@@ -658,6 +668,8 @@ def quiz_args_problem(args) -> str | None:
         return "--mock is an interactive interview and --print a study sheet: choose one"
     if args.seconds is not None and not args.mock:
         return "--seconds sets the mock interview's time limit: use it with --mock"
+    if getattr(args, "seed", None) is not None and not args.mock:
+        return "--seed repeats a mock interview's questions: use it with --mock"
     if args.seconds is not None and args.seconds <= 0:
         return f"--seconds must be positive, got {args.seconds:g}"
     if args.mock and args.n is not None and args.n > len(TOPICS):
@@ -689,7 +701,8 @@ def _run_quiz_cli(args, stdin=None, stdout=None) -> int:
         return 0
     try:
         result = run_quiz(entries, args.state, n=args.n or 5, stdin=stdin, stdout=stdout,
-                          mock=args.mock, limit_s=120.0 if args.seconds is None else args.seconds)
+                          mock=args.mock, seed=getattr(args, "seed", None),
+                          limit_s=120.0 if args.seconds is None else args.seconds)
     except QuizStateError as e:
         stdout.flush()
         sys.stderr.write(f"genlib quiz: {e}\n")

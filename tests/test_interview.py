@@ -270,6 +270,7 @@ def test_cli_mock_subprocess(tmp_path):
     (["-n", "0"], "at least 1"),
     (["--print", "-n", "-2"], "at least 1"),
     (["--mock", "-n", "12"], "at most 9"),
+    (["--seed", "3"], "use it with --mock"),
 ])
 def test_cli_refuses_meaningless_combinations(tmp_path, capsys, argv, fragment):
     from genlib.cli import main
@@ -291,6 +292,25 @@ def test_cli_mock_n_topics_and_seconds(tmp_path):
     assert interview._run_quiz_cli(args, stdin=io.StringIO("\n3\n\n3\n\n3\n"), stdout=out) == 0
     text = out.getvalue()
     assert "aim for under 30 s" in text and "[3/3]" in text and "[4/" not in text
+
+
+def test_cli_mock_seed_is_printed_and_repeats_the_mock(tmp_path):
+    """learners D: a mock could not be repeated (no --seed); now its seed is printed and --seed
+    reproduces the same questions, whatever the progress file says."""
+    import re
+
+    code, first, _ = _cli(["--mock", "-n", "4", "--state", str(tmp_path / "a.json")], "\n3\n" * 4)
+    assert code == 0
+    seed = int(re.search(r"--seed (\d+) asks the same questions again", first).group(1))
+    ids = re.findall(r"\[\d/4\] (\S+) ·", first)
+    assert len(ids) == 4
+    code, again, _ = _cli(["--mock", "-n", "4", "--seed", str(seed), "--state", str(tmp_path / "a.json")],
+                          "\n1\n" * 4)
+    assert code == 0 and re.findall(r"\[\d/4\] (\S+) ·", again) == ids
+    other = {tuple(re.findall(r"\[\d/4\] (\S+) ·", _cli(["--mock", "-n", "4", "--seed", str(s), "--state",
+                                                          str(tmp_path / "b.json")], "q\n")[1]))
+             for s in range(seed + 1, seed + 6)}
+    assert any(o != (ids[0],) for o in other)  # the seed matters: another seed starts elsewhere
 
 
 def test_quiz_does_not_import_torch():
