@@ -21,7 +21,8 @@
   (default 5) from N different topics, at least one hard, each answer timed against S seconds
   (default 120); it prints its seed, and ``--seed K`` asks the same mock again.
   ``genlib quiz --print [--topic T] [--difficulty D] [-n N]``: a study sheet, no input needed;
-  ``genlib quiz --print --myths``: the myth-vs-fact sheet. Meaningless combinations (``--myths``
+  ``genlib quiz --print --myths``: the myth-vs-fact sheet. ``genlib quiz --stats [--topic T]``:
+  progress per topic (seen, due next session, weak) and the weak questions, read-only. Meaningless combinations (``--myths``
   without ``--print``, ``--mock`` with ``--print``, filters with ``--myths``, ``--seconds`` or
   ``--seed`` without ``--mock``) are refused with a message, as is an ``-n`` below 1.
 """
@@ -634,6 +635,30 @@ def run_quiz(entries: list[dict], state_path, n: int = 5, stdin=None, stdout=Non
     return result
 
 
+def progress_report(entries: list[dict], state: dict) -> str:
+    """Where a learner stands, per topic: questions seen and unseen, due next session, and weak
+    (last rating 1), then the weak questions by id. Reads the progress, never changes it."""
+    nxt = state["session"] + 1
+    rows, weak_ids = [], []
+    for topic, name in TOPICS.items():
+        mine = [e for e in entries if e["topic"] == topic]
+        if not mine:
+            continue
+        items = [state["items"].get(e["id"]) for e in mine]
+        seen = [it for it in items if it]
+        due = sum(1 for it in items if it is None or it["due"] <= nxt)
+        weak = [e["id"] for e, it in zip(mine, items) if it and it["ratings"] and it["ratings"][-1] == 1]
+        weak_ids += weak
+        rows.append((name, len(mine), len(seen), due, len(weak)))
+    width = max([len("topic")] + [len(r[0]) for r in rows]) + 1
+    lines = [f"Progress after {_plural(state['session'], 'session')}:",
+             f"{'topic':{width}s}{'questions':>10s}{'seen':>6s}{'due':>5s}{'weak':>6s}"]
+    lines += [f"{n:{width}s}{q:>10d}{s_:>6d}{d:>5d}{w:>6d}" for n, q, s_, d, w in rows]
+    lines.append("(due: asked next session, unseen ones included; weak: last rated 1 'missed it')")
+    lines.append("Weak questions: " + (", ".join(weak_ids) if weak_ids else "none"))
+    return "\n".join(lines) + "\n"
+
+
 DEFAULT_STATE = "~/.genlib-quiz.json"
 
 
@@ -653,11 +678,17 @@ def _add_quiz_arguments(p):
     p.add_argument("--seed", type=int, default=None,
                    help="with --mock: pick the questions with this seed (a mock prints its seed), "
                         "to repeat a mock")
+    p.add_argument("--stats", action="store_true",
+                   help="show your progress per topic (seen, due, weak questions); no input, "
+                        "state untouched")
     p.add_argument("--state", default=DEFAULT_STATE, help=f"progress file (default {DEFAULT_STATE})")
 
 
 def quiz_args_problem(args) -> str | None:
     """Why a combination of quiz options makes no sense (None when it does)."""
+    if getattr(args, "stats", False) and (args.print_sheet or args.mock or args.myths or args.n is not None
+                                          or args.seconds is not None or getattr(args, "seed", None) is not None):
+        return "--stats shows your progress: only --topic, --difficulty and --state apply to it"
     if args.n is not None and args.n < 1:
         return f"-n must be at least 1, got {args.n}"
     if args.myths and not args.print_sheet:
@@ -687,6 +718,15 @@ def _run_quiz_cli(args, stdin=None, stdout=None) -> int:
         stdout.write(myth_sheet(load_myths()))
         return 0
     entries = load_bank(args.topic, args.difficulty)
+    if getattr(args, "stats", False):
+        try:
+            path = Path(args.state).expanduser()
+            state = load_state(path)
+        except (QuizStateError, OSError) as e:
+            sys.stderr.write(f"genlib quiz: cannot read {args.state}: {e}\n")
+            return 2
+        stdout.write(progress_report(entries, state))
+        return 0
     if args.print_sheet:
         if args.n is not None:
             if args.n > len(entries):

@@ -271,6 +271,8 @@ def test_cli_mock_subprocess(tmp_path):
     (["--print", "-n", "-2"], "at least 1"),
     (["--mock", "-n", "12"], "at most 9"),
     (["--seed", "3"], "use it with --mock"),
+    (["--stats", "--mock"], "only --topic, --difficulty and --state"),
+    (["--stats", "-n", "3"], "only --topic, --difficulty and --state"),
 ])
 def test_cli_refuses_meaningless_combinations(tmp_path, capsys, argv, fragment):
     from genlib.cli import main
@@ -311,6 +313,35 @@ def test_cli_mock_seed_is_printed_and_repeats_the_mock(tmp_path):
                                                           str(tmp_path / "b.json")], "q\n")[1]))
              for s in range(seed + 1, seed + 6)}
     assert any(o != (ids[0],) for o in other)  # the seed matters: another seed starts elsewhere
+
+
+def test_cli_stats_reports_progress_and_leaves_it_alone(tmp_path):
+    """learners D: no stats view. --stats counts seen, due and weak questions per topic from the
+    progress file and never writes it; an unreadable file is a one-line error, left untouched."""
+    state = tmp_path / "s.json"
+    code, out, _ = _cli(["-n", "3", "--state", str(state)], "\n1\n\n3\n\n2\n")
+    assert code == 0
+    saved = json.loads(state.read_text())
+    ratings = {i: it["ratings"][-1] for i, it in saved["items"].items()}
+    before = state.read_bytes()
+    code, out, err = _cli(["--stats", "--state", str(state)])
+    assert code == 0 and err == "" and state.read_bytes() == before
+    assert "Progress after 1 session:" in out
+    weak = sorted(i for i, r in ratings.items() if r == 1)
+    assert f"Weak questions: {', '.join(weak)}" in out
+    bank = interview.load_bank()
+    for topic, name in interview.TOPICS.items():
+        mine = [e["id"] for e in bank if e["topic"] == topic]
+        seen = [i for i in mine if i in ratings]
+        due = len(mine) - sum(1 for i in seen if ratings[i] == 3)  # a 3 moves to box 1: due in 2 sessions
+        row = next(line for line in out.splitlines() if line.startswith(name + " "))
+        assert row.split()[-4:] == [str(len(mine)), str(len(seen)), str(due),
+                                    str(sum(1 for i in seen if ratings[i] == 1))], row
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    code, out, err = _cli(["--stats", "--state", str(bad)])
+    assert code == 2 and "not valid JSON" in err and bad.read_text() == "{"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.json", "s.json"]
 
 
 def test_quiz_does_not_import_torch():
