@@ -22,7 +22,9 @@
   (default 120); it prints its seed, and ``--seed K`` asks the same mock again.
   ``genlib quiz --print [--topic T] [--difficulty D] [-n N]``: a study sheet, no input needed;
   ``genlib quiz --print --myths``: the myth-vs-fact sheet. ``genlib quiz --stats [--topic T]``:
-  progress per topic (seen, due next session, weak) and the weak questions, read-only. Meaningless combinations (``--myths``
+  progress per topic (seen, due next session, weak) and the weak questions, read-only.
+  ``--follow-ups`` (with the quiz or ``--mock``) asks each question's follow-ups after its short
+  answer, before the deeper answer that answers them. Meaningless combinations (``--myths``
   without ``--print``, ``--mock`` with ``--print``, filters with ``--myths``, ``--seconds`` or
   ``--seed`` without ``--mock``) are refused with a message, as is an ``-n`` below 1.
 """
@@ -445,9 +447,10 @@ def learner_notebook(link: str) -> str:
     return link
 
 
-def _after_answer(e: dict) -> list[str]:
-    """Follow-ups, pitfalls, references and where to read more: shown after the answer."""
-    lines = ["Follow-ups:"] + [_wrap("- " + f) for f in e["follow_ups"]]
+def _after_answer(e: dict, follow_ups: bool = True) -> list[str]:
+    """Follow-ups (unless they were just asked), pitfalls, references and where to read more:
+    shown after the answer."""
+    lines = ["Follow-ups:"] + [_wrap("- " + f) for f in e["follow_ups"]] if follow_ups else []
     lines += ["Pitfalls:"] + [_wrap("- " + p) for p in e["pitfalls"]]
     lines.append(textwrap.fill("References: " + "; ".join(format_reference(r) for r in e["references"]),
                                width=92, subsequent_indent="  ", break_on_hyphens=False))
@@ -507,7 +510,7 @@ def _match(k: int) -> str:
 
 def run_quiz(entries: list[dict], state_path, n: int = 5, stdin=None, stdout=None,
              mock: bool = False, seed: int | None = None, limit_s: float = 120.0,
-             clock=None) -> dict:
+             clock=None, drill: bool = False) -> dict:
     """The interactive loop.
 
     Normal mode asks the ``n`` most urgent questions (``schedule``). ``mock=True`` is a timed mock
@@ -526,6 +529,10 @@ def run_quiz(entries: list[dict], state_path, n: int = 5, stdin=None, stdout=Non
     * a progress file that cannot be read as quiz progress is reported in one line and left
       untouched; the quiz starts afresh and, just before its first save, renames that file to
       ``<name>.corrupt-<timestamp>`` (never overwriting anything).
+
+    ``drill=True`` asks the follow-ups too: after the short answer each follow-up is put to the
+    learner in turn (answer aloud, Enter for the next), and only then come the deeper answer, which
+    answers them, the pitfalls and the references.
 
     A mock's questions depend only on the filters and ``seed`` (random when None, and printed),
     so the same seed repeats the same mock.
@@ -600,8 +607,18 @@ def run_quiz(entries: list[dict], state_path, n: int = 5, stdin=None, stdout=Non
                 verdict = "within time" if took <= limit_s else f"over the {limit_s:.0f} s limit"
                 stdout.write(f"You took {took:.0f} s ({verdict}).\n")
             stdout.write("\nAnswer:\n" + _wrap(e["short_answer"]) + "\n")
+            if drill:
+                stopped = False
+                for k, f in enumerate(e["follow_ups"], 1):
+                    stdout.write(f"\nFollow-up {k}/{len(e['follow_ups'])}:\n" + _wrap(f, "") + "\n")
+                    if _ask("(answer aloud; Enter goes on) ", stdin, stdout) in (None, "q"):
+                        stopped = True
+                        break
+                if stopped:
+                    break
+                stdout.write("\n")
             stdout.write("Deeper:\n" + _wrap(e["deep_answer"]) + "\n")
-            stdout.write("\n".join(_after_answer(e)) + "\n")
+            stdout.write("\n".join(_after_answer(e, follow_ups=not drill)) + "\n")
             while True:
                 got = _ask("Rate yourself — 1 missed it, 2 partly, 3 knew it (q quits): ", stdin, stdout)
                 if got in (None, "q") or got in ("1", "2", "3"):
@@ -678,6 +695,8 @@ def _add_quiz_arguments(p):
     p.add_argument("--seed", type=int, default=None,
                    help="with --mock: pick the questions with this seed (a mock prints its seed), "
                         "to repeat a mock")
+    p.add_argument("--follow-ups", dest="drill", action="store_true",
+                   help="after the short answer, ask each follow-up before the deeper answer")
     p.add_argument("--stats", action="store_true",
                    help="show your progress per topic (seen, due, weak questions); no input, "
                         "state untouched")
@@ -686,8 +705,11 @@ def _add_quiz_arguments(p):
 
 def quiz_args_problem(args) -> str | None:
     """Why a combination of quiz options makes no sense (None when it does)."""
+    if getattr(args, "drill", False) and args.print_sheet:
+        return "--follow-ups asks the follow-ups interactively; --print already lists them"
     if getattr(args, "stats", False) and (args.print_sheet or args.mock or args.myths or args.n is not None
-                                          or args.seconds is not None or getattr(args, "seed", None) is not None):
+                                          or args.seconds is not None or getattr(args, "seed", None) is not None
+                                          or getattr(args, "drill", False)):
         return "--stats shows your progress: only --topic, --difficulty and --state apply to it"
     if args.n is not None and args.n < 1:
         return f"-n must be at least 1, got {args.n}"
@@ -741,7 +763,7 @@ def _run_quiz_cli(args, stdin=None, stdout=None) -> int:
         return 0
     try:
         result = run_quiz(entries, args.state, n=args.n or 5, stdin=stdin, stdout=stdout,
-                          mock=args.mock, seed=getattr(args, "seed", None),
+                          mock=args.mock, seed=getattr(args, "seed", None), drill=getattr(args, "drill", False),
                           limit_s=120.0 if args.seconds is None else args.seconds)
     except QuizStateError as e:
         stdout.flush()

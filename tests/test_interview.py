@@ -273,6 +273,8 @@ def test_cli_mock_subprocess(tmp_path):
     (["--seed", "3"], "use it with --mock"),
     (["--stats", "--mock"], "only --topic, --difficulty and --state"),
     (["--stats", "-n", "3"], "only --topic, --difficulty and --state"),
+    (["--print", "--follow-ups"], "--print already lists them"),
+    (["--stats", "--follow-ups"], "only --topic, --difficulty and --state"),
 ])
 def test_cli_refuses_meaningless_combinations(tmp_path, capsys, argv, fragment):
     from genlib.cli import main
@@ -342,6 +344,36 @@ def test_cli_stats_reports_progress_and_leaves_it_alone(tmp_path):
     code, out, err = _cli(["--stats", "--state", str(bad)])
     assert code == 2 and "not valid JSON" in err and bad.read_text() == "{"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.json", "s.json"]
+
+
+def test_follow_up_drill_asks_each_follow_up_before_the_deeper_answer(tmp_path):
+    """learners D: follow-ups were shown but never asked. With drill=True (--follow-ups) each one is
+    put to the learner after the short answer, then the deeper answer (which answers them) follows."""
+    e = interview.get("basics-1")
+    k = len(e["follow_ups"])
+    assert k >= 2
+    out = io.StringIO()
+    result = interview.run_quiz([e], tmp_path / "d.json", n=1, drill=True, stdout=out,
+                                stdin=io.StringIO("\n" + "\n" * k + "2\n"))
+    text = out.getvalue()
+    assert result["ratings"] == {"basics-1": 2}
+    marks = [text.index("Answer:")] + [text.index(f"Follow-up {i}/{k}:") for i in range(1, k + 1)] \
+        + [text.index("Deeper:"), text.index("Pitfalls:")]
+    assert marks == sorted(marks)
+    for f in e["follow_ups"]:
+        assert text.index(f) < text.index("Deeper:")
+    assert "Follow-ups:" not in text  # asked, so not listed again
+    # quitting during the follow-ups rates nothing and writes nothing
+    out = io.StringIO()
+    result = interview.run_quiz([e], tmp_path / "q.json", n=1, drill=True, stdout=out,
+                                stdin=io.StringIO("\n\nq\n"))
+    assert result["ratings"] == {} and not (tmp_path / "q.json").exists() and "Deeper:" not in out.getvalue()
+    # without the drill the follow-ups are listed after the answer, never asked
+    out = io.StringIO()
+    interview.run_quiz([e], tmp_path / "p.json", n=1, stdout=out, stdin=io.StringIO("\n3\n"))
+    assert "Follow-ups:" in out.getvalue() and "Follow-up 1/" not in out.getvalue()
+    code, text, _ = _cli(["--follow-ups", "-n", "1", "--state", str(tmp_path / "c.json")], "\n" * 8 + "3\n")
+    assert code == 0 and "Follow-up 1/" in text
 
 
 def test_quiz_does_not_import_torch():
