@@ -29,8 +29,8 @@ Writing a check (chapter modules in ``genlib/checks/``)::
 
 One diagnosis per mistake: the report shows the message of ONE failing case in full — the *lead*,
 the failing case with the lowest ``priority`` (then the first declared) — and lists every other
-failing case as "also fails … (likely the same cause)", so a learner is never handed several
-different pieces of advice for one slip. Declare cases from the most basic to the most derived;
+failing case as "also fails … (may share that cause: fix the first, then re-run)", so a learner is
+never handed several different pieces of advice for one slip. Declare cases from the most basic to the most derived;
 give a case ``priority=-1`` (or lower) when its diagnosis should win over earlier cases, and
 ``depends_on=("other case",)`` when it can only fail because another one did (it is then never
 the lead while that one fails). Write messages that name the likely mistake and the way out.
@@ -180,7 +180,7 @@ class Report:
             for r in self.results:
                 if not r.passed and r is not lead:
                     why = (f"follows from: {lead.name}" if lead.name in r.depends_on
-                           else "likely the same cause")
+                           else "may share that cause: fix the first, then re-run")
                     lines.append(f"  · also fails: {r.name} ({why})")
         for r in self.results:
             if r.passed:
@@ -437,9 +437,9 @@ def _explain(exc: BaseException, watch: _Watched | None) -> tuple[str, str]:
                       "or w.to(x.dtype) — and do not cast the inputs (.float(), .double()) unless you "
                       "cast the result back")
     out = _out_desc(watch.last_output) if watch is not None else "its result"
-    return kind, (f"your function returned {out}; combined with the chapter's own tensors that fails "
-                  f"{torch_says}.{called} Return the dtype the chapter expects — the inputs' dtype: "
-                  "compute in it, or cast the result back with .to(x.dtype)")
+    return kind, (f"your function returned {out}; combined with tensors in the inputs' dtype (as this "
+                  f"check does, and code that uses your result may) that fails {torch_says}.{called} "
+                  "Return the inputs' dtype: compute in it, or cast the result back with .to(x.dtype)")
 
 
 def run_check(name: str, fn: Any) -> Report:

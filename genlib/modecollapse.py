@@ -96,8 +96,8 @@ def pack(x: torch.Tensor, m: int) -> torch.Tensor:
 def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """WGAN-GP penalty E[(‖∇ₓ D(x̂)‖₂ − 1)²] at x̂ = ε·real + (1−ε)·fake, ε ~ U(0,1) per sample.
 
-    ``real, fake: (N, ...)`` (any trailing shape); the gradient norm is over everything but the
-    batch axis. Scalar, differentiable w.r.t. the critic's parameters (multiply by λ=10 outside).
+    ``critic: (N, ...) → (N, 1)``; ``real, fake: (N, ...)`` (any trailing shape); the gradient
+    norm is over everything but the batch axis. Scalar, differentiable w.r.t. the critic's parameters (multiply by λ=10 outside).
     """
     eps = torch.rand(real.shape[0], *[1] * (real.ndim - 1), device=real.device, dtype=real.dtype)
     x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
@@ -387,7 +387,8 @@ def _d_step(cfg, g, d, opt_d, real, z):
     # Σ over seeds of each seed's mean loss = S × the mean over all: every seed keeps its own gradient
     if cfg.loss == "wgan-gp":
         flat = real.shape[0] * real.shape[1]
-        critic = lambda x: d(_pack_seeds(x.view(real.shape), cfg.pack)).reshape(-1)  # noqa: E731
+        # (N, 1), as gradient_penalty's docstring promises the learner's version
+        critic = lambda x: d(_pack_seeds(x.view(real.shape), cfg.pack)).reshape(-1, 1)  # noqa: E731
         loss = fake_l.mean() - real_l.mean() + cfg.gp_weight * gradient_penalty(
             critic, real.reshape(flat, -1), fake.reshape(flat, -1))
     elif cfg.loss == "hinge":
