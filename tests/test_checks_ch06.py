@@ -357,3 +357,22 @@ REVIEW = [
 @pytest.mark.parametrize("name,label,fn,case,frag", REVIEW, ids=[g[1] for g in REVIEW])
 def test_review_holes_first_message(rejects, name, label, fn, case, frag):
     rejects(name, fn, case, frag)
+
+
+def test_torchs_own_not_implemented_error_is_a_mistake_not_an_unsolved_stub():
+    """Session-2 verification (N1): F.interpolate(x, mode="linear") on a 4-D tensor raises torch's
+    NotImplementedError, which read as "not done yet"; only the stub's bare raise means that."""
+    import torch.nn.functional as F
+
+    from genlib.exercises import run_check
+
+    def psnr(x, y, data_range=2.0):
+        F.interpolate(x, mode="linear", scale_factor=2)
+        return x
+
+    def stub(x, y, data_range=2.0):
+        raise NotImplementedError
+
+    r = run_check("metrics.psnr", psnr)
+    assert not r.not_implemented and not r.passed and "linear mode" in r.text()
+    assert run_check("metrics.psnr", stub).not_implemented
