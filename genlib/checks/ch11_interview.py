@@ -947,8 +947,8 @@ def _(fn):
             continue
         nearest = F.interpolate(x.unsqueeze(1), size=(size, size), mode="nearest")
         if torch.allclose(out.double(), nearest.double(), atol=1e-5):
-            raise CheckFailure(f"resize {h} → {size}: that is nearest-neighbour resizing; the fix keeps the "
-                               "snippet's bilinear mode")
+            raise CheckFailure(f"resize {h} → {size}: that is nearest-neighbour resizing, F.interpolate's "
+                               "default mode; the docstring asks for bilinear resampling: pass mode='bilinear'")
         raise CheckFailure(f"resize {h} → {size}: the values differ from a bilinear resize of each image "
-                           "(any align_corners / antialias setting is accepted): keep the snippet's mode and "
-                           "resize the two spatial axes of (N, 1, H, W) together")
+                           "(any align_corners / antialias setting is accepted): use mode='bilinear', as the "
+                           "docstring asks, and resize the two spatial axes of (N, 1, H, W) together")
