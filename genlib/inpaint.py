@@ -90,7 +90,8 @@ def ddpm_inpaint(model, x_known: torch.Tensor, mask: torch.Tensor, schedule: Sch
     replace the known pixels by the ground truth noised to the current time (``repaint_step``).
     ``resample`` = U > 1 (RePaint's resampling with jump length 1): after each step go back to x_t by
     one forward step x_t = √(1−β_t)·x_{t−1} + √β_t·z and redo it, U times in all, so that the
-    hole can adjust to what was pasted around it. NFE = T·U. y = None uses the null label.
+    hole can adjust to what was pasted around it. NFE = (T − 1)·U + 1 (the last step, t = 0, is not
+    resampled). y = None uses the null label.
     ``step``: a function with ``repaint_step``'s signature to use instead of it (the exercise)."""
     from genlib.train import progress as bar
 
