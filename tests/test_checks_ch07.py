@@ -541,3 +541,27 @@ def test_a_wrong_formula_with_the_right_broadcast_is_not_reported_as_a_broadcast
     report = run_check(IP, lambda x0, x1, t: col(t, x0) * x0 + (1 - col(t, x0)) * x1)  # swapped
     assert "t broadcast over points (N, 2) and images (N, C, H, W)" not in report.failed_cases
     assert "swapped" in report.message_for("t = 0 is the noise x0, t = 1 the data x1")
+
+
+# ------------------------------------------------------------------ session-2 learner
+def test_integer_valued_float_t_is_accepted(accepts):
+    """t.float() with the same integer steps gives the chapter's models the same output: accepted
+    (it was rejected with 'not t/T', a cause the learner had not committed)."""
+    def loss(model, x0, s):
+        t = torch.randint(0, s.T, (len(x0),))
+        noise = torch.randn_like(x0)
+        return F.mse_loss(model(q_sample(x0, s.alpha_bar[t], noise), t.float()), noise)
+
+    accepts("diffusion.loss", loss)
+
+
+def test_flow_loss_in_float64_is_rejected_before_the_chapter_crashes(rejects):
+    """A float64 loss passed 4/4, then cell 39's torch.allclose against genlib's raised a dtype error."""
+    def loss(model, x0, x1, t, y=None):
+        x0, x1, t = x0.double(), x1.double(), t.double()
+        tt = t.view(-1, *[1] * (x0.dim() - 1))
+        x_t = (1 - tt) * x0 + tt * x1
+        v = model(x_t.float(), t.float(), y) if y is not None else model(x_t.float(), t.float())
+        return ((v.double() - (x1 - x0)) ** 2).mean()
+
+    rejects(FM, loss, "one number: the mean squared error of the velocity", "refuses mixed dtypes")

@@ -445,3 +445,9 @@ def test_cycle_loss_is_graded_in_the_worker(tmp_path):
     assert ok["status"] == "passed", ok
     assert bad["status"] == "failed" and "gradients reach both generators" in bad["detail"], bad
 # ===== END ch10 section E =====
+
+
+def test_gram_in_float64_is_accepted(accepts):
+    """Session-2 learner: a float64 Gram matrix broke nothing in the chapter (the style loss and Gatys
+    transfer ran with it) but was rejected for 'keep the features' dtype'."""
+    accepts(GRAM, lambda f: (lambda x: x @ x.transpose(1, 2) / x[0].numel())(f.double().flatten(2)))

@@ -303,7 +303,7 @@ def _t_given(seen, n):
             raise CheckFailure(f"the model got t of shape {tuple(t.shape)}: pass one step per sample as a 1-D "
                                f"tensor of shape (N,) = ({n},). Reshape only the copy of ᾱ_t you broadcast "
                                "over x0; the chapter's TimeMLP and TinyUNet crash on a (N, 1) t")
-        if t.is_floating_point():
+        if t.is_floating_point() and not (torch.equal(t, t.round()) and float(t.max()) >= 1):
             raise CheckFailure(f"the model got a {t.dtype} t: pass the integer step t (a long tensor in "
                                "0 … T − 1), not t/T — the chapter's models scale it themselves "
                                "(TimeMLP(time_scale=...)) and index the schedule with the same t")
@@ -870,6 +870,10 @@ def _fm_obs(fn, x0, x1, t, y=None, **kw):
 def _(fn):
     x0, x1, t = _fm_inputs((64, 2), 0)
     out = _scalar(_fm_obs(fn, x0, x1, t)["out"])
+    if out.dtype != x0.dtype:
+        raise CheckFailure(f"for {x0.dtype} inputs your loss is {out.dtype}: the chapter compares it with "
+                           "genlib's by torch.allclose, which refuses mixed dtypes — compute in the inputs' "
+                           "dtype (no .double() inside the loss)")
     with torch.no_grad():
         want = _fm_ref(_VProbe(), x0, x1, t)
     if _close(out, want):
