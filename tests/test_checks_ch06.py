@@ -376,3 +376,12 @@ def test_torchs_own_not_implemented_error_is_a_mistake_not_an_unsolved_stub():
     r = run_check("metrics.psnr", psnr)
     assert not r.not_implemented and not r.passed and "linear mode" in r.text()
     assert run_check("metrics.psnr", stub).not_implemented
+
+
+def test_psnr_with_each_images_maximum_as_peak_is_named(rejects):
+    """Session-2 verification (A9): a per-image maximum as L got only the generic formula."""
+    def psnr(x, y, data_range=2.0):
+        mse = (x - y).pow(2).flatten(1).mean(1)
+        return 10 * torch.log10(x.flatten(1).max(1).values ** 2 / mse)
+
+    rejects("metrics.psnr", psnr, "[0, 1] images with data_range=1", "each image's maximum as L")

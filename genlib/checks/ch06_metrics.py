@@ -68,6 +68,10 @@ def _psnr_variants(x, y, L):
          "error over pixels, not the sum"),
         (10 * torch.log10(peak ** 2 / mse), "the peak is data_range, the span of the pixel scale, "
          "not the brightest pixel of the image"),
+        (10 * torch.log10(x.flatten(1).max(1).values ** 2 / mse), "you used each image's maximum as L: "
+         "PSNR's L is the data_range argument, the span the pixels could take, not the brightest pixel"),
+        (10 * torch.log10(y.flatten(1).max(1).values ** 2 / mse), "you used each image's maximum as L: "
+         "PSNR's L is the data_range argument, the span the pixels could take, not the brightest pixel"),
         (10 * torch.log10((x.flatten(1).max(1).values - x.flatten(1).min(1).values) ** 2 / mse),
          "the peak is data_range, the span of the pixel *scale* (1 for [0, 1], 2 for [-1, 1], 255 for "
          "bytes), not the span of values this image happens to contain (max − min)"),
