@@ -43,17 +43,18 @@ def _grade(args) -> int:
     except notebooks.SandboxUnavailable as e:
         print(f"genlib grade: {e}", file=sys.stderr)
         return 3
-    # every sandbox is gone: only now is anything written
-    for result in results:
-        print(notebooks.format_grade(result))
+    # every sandbox is gone: only now is anything written — the files first, then the tables
     if args.csv:
         notebooks.write_csv(results, args.csv)
-        print(f"wrote {args.csv}")
     if args.gradescope:
         from genlib.grading import gradescope
 
         gradescope.write_results(results, args.gradescope)
-        print(f"wrote {args.gradescope}")
+    for result in results:
+        print(notebooks.format_grade(result))
+    for path in (args.csv, args.gradescope):
+        if path:
+            print(f"wrote {path}")
     return 0
 
 

@@ -246,7 +246,8 @@ def grade_all(paths, timeout: int = 600, budget: str = "smoke",
     registry()  # every check is loaded before any learner code runs
     paths = [Path(p).absolute() for p in paths]
     results: list[dict] = []
-    with tempfile.TemporaryDirectory(prefix="genlib-grade-") as tmp:
+    tmp = tempfile.mkdtemp(prefix="genlib-grade-")
+    try:
         # 1. every submission is copied before any of them runs
         jobs = []
         for i, path in enumerate(paths):
@@ -262,9 +263,49 @@ def grade_all(paths, timeout: int = 600, budget: str = "smoke",
         hidden = sorted({str(p.parent) for p in paths} | {str(p) for p in paths}
                         | {tmp} | {str(Path(h).absolute()) for h in hide})
         for job in jobs:
-            results.append(_grade_job(job, reference, timeout, budget, exercise_timeout,
-                                      memory_mb, sandbox, hidden))
+            try:
+                results.append(_grade_job(job, reference, timeout, budget, exercise_timeout,
+                                          memory_mb, sandbox, hidden))
+            except Exception as e:  # noqa: BLE001 - one notebook's failure is its own error row
+                results.append(_job_error(job, reference, e))
+            finally:
+                job.pop("data", None)
+                _remove_tree(job["dir"])  # what the notebook left (deep trees, a full disk) goes now
+    finally:
+        _remove_tree(Path(tmp))
     return results
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a folder a notebook wrote into, whatever it holds: ``shutil.rmtree`` recurses once per
+    level (a RecursionError on a deep tree), so fall back to ``rm -rf``; never raise."""
+    import shutil
+
+    if not os.path.lexists(path):
+        return
+    try:
+        shutil.rmtree(path)
+        return
+    except (OSError, RecursionError):
+        pass
+    try:
+        subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)], timeout=600,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=False)
+    except (OSError, subprocess.SubprocessError):
+        pass
+
+
+def _job_error(job, reference, exc) -> dict:
+    """Error rows for a notebook whose grading failed in the grader itself (not in its kernel)."""
+    ref = Path(reference) if reference else pristine_for(job["path"])
+    try:
+        names = expected_exercises(nbformat.read(ref, as_version=4)) if ref else []
+    except Exception:  # noqa: BLE001
+        names = []
+    detail = f"the grader could not grade this notebook ({type(exc).__name__})"
+    return {"notebook": str(job["path"]), "status": "error", "seconds": 0.0,
+            "rows": _rows(names or ["-"], "error", detail)}
 
 
 def _grade_job(job, reference, timeout, budget, exercise_timeout, memory_mb, sandbox,
@@ -296,7 +337,8 @@ def _grade_job(job, reference, timeout, budget, exercise_timeout, memory_mb, san
     work = job["dir"]
     subs = work / "submissions"
     subs.mkdir(parents=True)
-    nbformat.write(nb, str(work / "submission.ipynb"))
+    # the submitted bytes as they came (re-encoding can fail, e.g. on a lone surrogate)
+    (work / "submission.ipynb").write_bytes(job["data"])
     status = _run_submission(work, timeout, budget, sandbox, hidden)
     # The notebook's sandbox (and everything it started) is gone; now the judge.
     verdicts, zygote = {}, None
@@ -413,11 +455,11 @@ def _run_submission(work: Path, timeout: int, budget: str, sandbox: bool, hidden
 
 
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 def clean_text(text) -> str:
-    """One line of text: control characters and line breaks become spaces."""
+    """One line of text: control characters, line breaks and lone surrogates become spaces."""
     return _CONTROL.sub(" ", str(text))
 
 
@@ -427,9 +469,16 @@ def csv_cell(text) -> str:
     return "'" + text if text.startswith(_FORMULA) else text
 
 
+def notebook_label(path) -> str:
+    """How a report names a submission: its folder and file name (``alice/01_x.ipynb``), since
+    every submission of a chapter carries the same file name."""
+    p = Path(path)
+    return clean_text(f"{p.parent.name}/{p.name}" if p.parent.name else p.name)
+
+
 def format_grade(result: dict, as_csv: bool = False) -> str:
     rows = result["rows"]
-    name = clean_text(Path(result["notebook"]).name)
+    name = notebook_label(result["notebook"])
     if as_csv:
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=["notebook", "exercise", "status", "points", "detail"])
@@ -458,7 +507,7 @@ def write_csv(results: list[dict], path: Path | str) -> None:
     text = parts[0] + "".join(p.split("\n", 1)[1] for p in parts[1:]) if parts else ""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
     try:
-        with os.fdopen(fd, "w", newline="") as f:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
     except BaseException:

@@ -98,3 +98,15 @@ def test_bundle_grades_a_solved_an_unsolved_and_a_hostile_notebook(tmp_path):
     assert runs["solved"]["score"] == 1
     assert runs["unsolved"]["score"] == 0
     assert runs["hostile"]["score"] == 0 and runs["hostile"]["tests"], runs["hostile"]
+
+
+def test_several_notebooks_in_one_submission_are_not_added_up(tmp_path):
+    """Red team W8 (session 2): three copies of one solved notebook scored 9 on a 3-point chapter.
+    Several notebooks and none named like the chapter: refused, nothing graded, score 0."""
+    ag = tmp_path / "ag"
+    for n in ("a", "b", "c"):
+        _ch00(ag / "submission" / f"{n}.ipynb", "return 2 * x - 1")
+    res = gradescope.run(ag, config={"chapter": "00_start_here.ipynb"})
+    _valid(res)
+    assert res["score"] == 0 and res["tests"] == [] and "submit one notebook" in res["output"]
+    assert json.loads((ag / "results" / "results.json").read_text()) == res

@@ -464,6 +464,26 @@ c(k + "gaussian_log_prob", gaussian_log_prob)
 c(k + "sample_gaussian", sample_gaussian)"""
 
 # name → (file name, body, before, after, expected points per exercise)
+COPY_REF = """import types, genlib.density as _d
+def _copy(f):
+    return types.FunctionType(f.__code__, f.__globals__, f.__name__, f.__defaults__, f.__closure__)
+_fit, _lp, _sg = _copy(_d.fit_gaussian), _copy(_d.gaussian_log_prob), _copy(_d.sample_gaussian)"""
+
+BY_VALUE = """import cloudpickle, genlib.density
+cloudpickle.register_pickle_by_value(genlib.density)
+from genlib.density import fit_gaussian as _fit, gaussian_log_prob as _lp, sample_gaussian as _sg"""
+
+DEEP = """import os
+base = os.getcwd()
+for i in range(1500):
+    os.mkdir("d"); os.chdir("d")
+os.chdir(base)"""
+
+SURROGATE_ERROR = """class Boom:
+    def __reduce__(self):
+        return (exec, ("raise ValueError(chr(0xd800))",))
+check("basics.fit_gaussian", Boom())"""
+
 GALLERY = {
     "forged output and early exit in the verifier": dict(body=FORGE),
     "patching genlib's checks, torch and builtins": dict(body=PATCH),
@@ -488,6 +508,18 @@ GALLERY = {
         "(folder / 'basics.no_such_exercise.pkl').write_bytes(cloudpickle.dumps(len))")),
     "a10 formula file name": dict(file="=cmd|' -C calc'!A0.ipynb", body={}),
     "a10 check through an alias": dict(body=A10_ALIAS, after=A10_AFTER, points=[1, 0, 0]),
+    # red team, session 2
+    "W1 copies of genlib's references (new function objects, same code)": dict(before=COPY_REF, body={
+        "basics.fit_gaussian": "return _fit(x)",
+        "basics.gaussian_log_prob": "return _lp(x, mean, cov)",
+        "basics.sample_gaussian": "return _sg(mean, cov, n, generator)"}),
+    "W1b genlib pickled by value": dict(before=BY_VALUE, body={
+        "basics.fit_gaussian": "return _fit(x)",
+        "basics.gaussian_log_prob": "return _lp(x, mean, cov)",
+        "basics.sample_gaussian": "return _sg(mean, cov, n, generator)"}),
+    "W2 1,500 nested folders (the cleanup recursed)": dict(body={}, before=DEEP),
+    "W4 a lone surrogate in a markdown cell": dict(body={}, surrogate=True),
+    "W5 a lone surrogate in a load error": dict(body={}, before=SURROGATE_ERROR),
 }
 
 
@@ -514,6 +546,11 @@ def gallery(tmp_path_factory):
             before = before.format(**fmt)
         p = base / f"a{i:02d}" / spec.get("file", learner.name)
         paths[attack] = _with_bodies(learner, p, body, before, after=spec.get("after", ""))
+        if spec.get("surrogate"):  # valid JSON, valid nbformat, not encodable as UTF-8
+            nb = nbformat.read(p, as_version=4)
+            nb.cells.insert(1, nbformat.v4.new_markdown_cell("SURROGATE-HERE"))
+            nbformat.write(nb, str(p))
+            p.write_text(p.read_text().replace("SURROGATE-HERE", "\\ud800"))
     controls = {
         "solution (minimal)": _with_bodies(learner, base / "solved" / learner.name, SOLVED),
         "unsolved": _with_bodies(learner, base / "unsolved" / learner.name, {}),
@@ -567,6 +604,8 @@ def test_gallery_attack_scores_zero(gallery, attack):
         assert rows["basics.fit_gaussian"]["detail"].startswith("submitted genlib's reference")
     if attack.startswith("a07"):
         assert rows["basics.sample_gaussian"]["status"] == "error"
+    if attack.startswith("W1"):
+        assert all(r["detail"].startswith("submitted genlib's reference") for r in res["rows"]), res
 
 
 def test_gallery_harms_no_classmate_and_leaves_nothing_behind(gallery):
@@ -595,7 +634,7 @@ def test_gallery_report_has_no_forged_lines_and_no_formulas(gallery):
         for v in row.values():
             assert not v.startswith(("=", "+", "-", "@", "\t", "\r")), row
             assert "\n" not in v
-    assert any(r["notebook"].startswith("'=cmd|") for r in rows)  # a10's name, neutralised
+    assert any("=cmd|" in r["notebook"] for r in rows)  # a10's name, shown after its folder
     assert any(r["detail"].startswith("'=HYPERLINK") for r in rows)  # a07's text, neutralised
 
 
@@ -855,3 +894,48 @@ def test_without_a_sandbox_grading_refuses_unless_told(monkeypatch, capsys, tmp_
     out = capsys.readouterr()
     assert "WITHOUT a sandbox" in out.err and "malformed" in out.out
     assert ",warmup.to_tanh_range,error,0," in (tmp_path / "g.csv").read_text()
+
+
+def test_report_folder_in_the_checkout_hides_only_the_report_files(tmp_path, monkeypatch):
+    """Red team W6 (session 2): `genlib grade … --csv grades.csv` run from the checkout hid the
+    checkout itself (a tmpfs over ROOT), so no notebook could import genlib: a false zero for all.
+    W7: under `python -m`, the working folder was bound into every sandbox."""
+    from genlib.grading import sandbox as sb
+
+    report = ROOT / "grades-test-report.csv"
+    cmd = sb.command(["true"], env={}, hide=[str(ROOT), str(report)])
+    pairs = list(zip(cmd, cmd[1:]))
+    assert ("--tmpfs", str(ROOT)) not in pairs
+    assert str(ROOT) in sb.visible_paths()
+    private = tmp_path / "instructor"
+    private.mkdir()
+    monkeypatch.chdir(private)
+    monkeypatch.setattr(sys, "path", [str(private)] + sys.path)
+    assert not any(p == os.path.realpath(private) or p.startswith(os.path.realpath(private) + "/")
+                   for p in sb.visible_paths())
+
+
+def test_cleanup_survives_deep_trees_and_a_failing_job(tmp_path, monkeypatch):
+    """W2: a 1,500-level tree made shutil.rmtree raise RecursionError out of grade_all (no report
+    for anyone). W3/W4: an exception while setting up one notebook ended the whole run."""
+    deep = tmp_path / "deep"
+    d = deep
+    d.mkdir()
+    for _ in range(1500):
+        d = d / "d"
+        d.mkdir()
+    notebooks._remove_tree(deep)
+    assert not deep.exists()
+
+    def boom(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(notebooks, "_grade_job", boom)
+    nb = tmp_path / "x" / "01_generative_models.ipynb"
+    nb.parent.mkdir()
+    nb.write_bytes((ROOT / "notebooks" / "01_generative_models.ipynb").read_bytes())
+    [res] = notebooks.grade_all([nb], sandbox=False)
+    assert res["status"] == "error" and [r["exercise"] for r in res["rows"]] == CH01
+    assert all(r["points"] == 0 and "OSError" in r["detail"] for r in res["rows"])
+    assert notebooks.notebook_label(nb) == "x/01_generative_models.ipynb"
+    assert "\ud800" not in notebooks.clean_text("a\ud800b") and notebooks.format_grade(res)

@@ -122,11 +122,21 @@ def run(autograder: str | Path | None = None, config: dict | None = None) -> dic
     reference = ROOT / "notebooks" / config["chapter"]
     subs = sorted((base / "submission").glob("*.ipynb"))
     out = base / "results" / "results.json"
+    # One submission is one student's chapter: grade one notebook, so that several copies of a
+    # solved notebook cannot add up to more than the chapter's points.
+    named = [p for p in subs if p.name == config["chapter"]]
+    why = None
     if not subs:
-        res = {"score": 0, "output": "no .ipynb file was submitted", "tests": []}
+        why = "no .ipynb file was submitted"
+    elif len(subs) > 1 and len(named) != 1:
+        why = (f"submit one notebook: found {len(subs)} .ipynb files and none named "
+               f"{config['chapter']} (the grader will not guess which one to grade)")
+    if why:
+        res = {"score": 0, "output": why, "tests": []}
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(res))
         return res
+    subs = named if len(subs) > 1 else subs
     if config.get("no_sandbox"):
         print(sandbox.NOT_PROTECTED, file=sys.stderr)
     try:

@@ -86,7 +86,11 @@ def visible_paths() -> list[str]:
     """What a sandbox sees read-only: Python, its packages and this repository."""
     cands = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
              os.path.dirname(os.path.realpath(sys.executable)), str(ROOT)]
-    cands += [p for p in sys.path if p and os.path.isdir(p)]
+    # sys.path, except the working folder that `python -m` or `python -c` puts there (the
+    # instructor's folder: it may hold answers); genlib itself is reached through ROOT
+    here = os.path.realpath(os.getcwd())
+    cands += [p for p in sys.path if p and os.path.isdir(p)
+              and (os.path.realpath(p) != here or _inside(here, [str(ROOT), sys.prefix]))]
     out: list[str] = []
     for p in sorted({os.path.realpath(c) for c in cands if c}, key=len):
         if p != "/" and not _inside(p, out) and not _inside(p, ["/usr", "/etc", "/proc", "/dev"]):
@@ -141,8 +145,8 @@ def command(argv: list[str], *, env: dict, writable: dict[str, str] | None = Non
     for h in sorted(set(hidden), key=len):
         if not os.path.lexists(h) or not _inside(h, bound):
             continue
-        if any(_inside(b, [h]) for b in bound if b != h) or _inside(h, ["/usr", "/etc"]):
-            continue  # an ancestor of something the sandbox needs: its files are hidden instead
+        if any(_inside(b, [h]) for b in bound) or _inside(h, ["/usr", "/etc"]):
+            continue  # something the sandbox needs, or its ancestor: its files are hidden instead
         if os.path.isdir(h) and not os.path.islink(h):
             args += ["--tmpfs", h]
         else:

@@ -21,6 +21,7 @@ judge as the learner function's return value, and judged there.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import resource
@@ -29,6 +30,7 @@ import socket
 import struct
 import sys
 import traceback
+import types
 
 import torch
 
@@ -175,6 +177,16 @@ def _limits(req: dict) -> None:
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     torch.set_num_threads(1)
+
+
+def _resolve(ref):
+    import importlib
+
+    mod_name, qualname = ref
+    obj = importlib.import_module(mod_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def _block_reference(req: dict):
@@ -347,7 +359,94 @@ def _probe_function(header: dict):
     return how
 
 
-def _serve(chan: _Chan, reference) -> None:
+def _fingerprint(code) -> tuple:
+    """What a code object is, wherever it travelled: name, first line, bytecode, variable names
+    and constants (docstring included; nested code by its own fingerprint). A copy of genlib's
+    function (its code object in a new function, or cloudpickle's by-value pickle of it, which
+    keeps all of these but not the file name) matches; code a learner wrote matches only if it
+    reproduced genlib's function down to its docstring and line number."""
+    consts = tuple(_fingerprint(c) if isinstance(c, types.CodeType) else repr(c)
+                   for c in code.co_consts)
+    return (code.co_name, code.co_firstlineno, code.co_code, code.co_varnames, consts)
+
+
+def _reference_prints(obj) -> set:
+    """Fingerprints of the reference's own code (a function, or a class's methods), taken before
+    the reference is blocked."""
+    codes = []
+    if isinstance(obj, types.FunctionType):
+        codes.append(obj.__code__)
+    elif isinstance(obj, type):
+        for v in vars(obj).values():
+            v = getattr(v, "__func__", v)
+            if isinstance(v, types.FunctionType):
+                codes.append(v.__code__)
+    return {_fingerprint(c) for c in codes}
+
+
+def _copies_reference(fn, prints: set, reference, limit: int = 20000) -> bool:
+    """True when the submission reaches a *copy* of genlib's reference (the same code in another
+    function object: ``types.FunctionType(ref.__code__, …)`` or cloudpickle's by-value pickling of
+    genlib). Walks functions, closures, globals they name, defaults, classes, partials, containers."""
+    if not prints:
+        return False
+    seen, todo = set(), [fn]
+    while todo and len(seen) < limit:
+        o = todo.pop()
+        if id(o) in seen or o is reference:
+            continue
+        seen.add(id(o))
+        if isinstance(o, types.MethodType):
+            todo.append(o.__func__)
+        elif isinstance(o, types.FunctionType):
+            stack = [o.__code__]
+            names: set = set()
+            while stack:
+                c = stack.pop()
+                if _fingerprint(c) in prints:
+                    return True
+                names.update(c.co_names)
+                stack.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+            g = o.__globals__
+            todo.extend(g[n] for n in names if n in g)
+            todo.extend(cell.cell_contents for cell in (o.__closure__ or ())
+                        if _cell_filled(cell))
+            todo.extend(o.__defaults__ or ())
+            todo.extend((o.__kwdefaults__ or {}).values())
+        elif isinstance(o, type):
+            if o.__module__ in ("builtins",) or o.__module__.startswith("torch"):
+                continue
+            todo.extend(vars(o).values())
+            todo.extend(o.__mro__[1:])
+        elif isinstance(o, (staticmethod, classmethod)):
+            todo.append(o.__func__)
+        elif isinstance(o, property):
+            todo.extend(f for f in (o.fget, o.fset, o.fdel) if f is not None)
+        elif isinstance(o, functools.partial):
+            todo.append(o.func)
+            todo.extend(o.args)
+            todo.extend(o.keywords.values())
+        elif isinstance(o, (list, tuple, set, frozenset)):
+            todo.extend(list(o)[:1000])
+        elif isinstance(o, dict):
+            todo.extend(list(o.values())[:1000])
+        elif isinstance(o, torch.nn.Module):
+            todo.append(type(o))
+            todo.extend(o.__dict__.get("_modules", {}).values())
+        elif callable(o) and not isinstance(o, (types.BuiltinFunctionType, types.ModuleType)):
+            todo.append(type(o))
+    return False
+
+
+def _cell_filled(cell) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:
+        return False
+    return True
+
+
+def _serve(chan: _Chan, reference, prints: set = frozenset()) -> None:
     import cloudpickle
 
     fn, graphs = None, {}
@@ -361,7 +460,8 @@ def _serve(chan: _Chan, reference) -> None:
         try:
             if op == "load":
                 fn = cloudpickle.loads(blobs[0])
-                kind = ("reference" if fn is reference else "class" if isinstance(fn, type)
+                kind = ("reference" if fn is reference or _copies_reference(fn, prints, reference)
+                        else "class" if isinstance(fn, type)
                         else "function" if callable(fn) else "other")
                 reply = {"ok": True, "kind": kind}
             elif op == "call":
@@ -430,6 +530,7 @@ def _child(fd: int, req: dict) -> None:
     chan = _Chan(fd)
     try:
         _limits(req)
+        prints = _reference_prints(_resolve(req["reference"]))
         reference = _block_reference(req)
         _audit(req.get("deny_read", []), req["workdir"], req.get("deny_source", []))
     except BaseException as e:  # noqa: BLE001 - report and stop: the judge fails the exercise
@@ -437,7 +538,7 @@ def _child(fd: int, req: dict) -> None:
                                           "where": ""}}, [])
         return
     chan.send({"ok": True, "ready": True}, [])
-    _serve(chan, reference)
+    _serve(chan, reference, prints)
 
 
 if __name__ == "__main__":
