@@ -194,7 +194,7 @@ def digits_quality(samples, labels=None, fid_inf: bool = True, real_draws: int =
     real_draws: how many random sets of N train digits make the reference level (0: skip it).
 
     Returns a dict of ``genlib.stats.Spread`` (over the seeds; label ``label``):
-    ``kid`` (KID×10³, unbiased, floor 0), ``fid`` (at this N), ``fid_inf`` (FID∞), ``accuracy``
+    ``kid`` (KID×10³, unbiased: its expectation is 0 for equal distributions, so a finite sample can print a negative value), ``fid`` (at this N), ``fid_inf`` (FID∞), ``accuracy``
     (with labels), ``real_kid`` / ``real_fid`` / ``real_fid_inf`` (reference level: N real train
     digits, spread over ``real_draws`` draws), and the ints ``n`` (per set), ``sets``, ``n_ref`` (297).
     With one set the spreads have n=1 and no std: draw at least three seeds to compare samplers.
