@@ -11,13 +11,12 @@ from genlib.transformer import causal_mask, guided_logits
 # ----------------------------------------------------------------------------- quantize
 QZ = "tokens.quantize"
 
+from genlib.exercises import assert_first_failure  # noqa: E402
+
+
 def first_rejects(rejects, name, fn, case, fragment):
-    """``case`` fails with ``fragment`` in its message, and it is the message the learner reads first
-    (the report's lead: the other failing cases are listed as following from it)."""
-    report = rejects(name, fn, case, fragment)
-    lead = report.lead.name if hasattr(report, "lead") else report.failed_cases[0]
-    assert lead == case, f"{name}: the first ✗ is {lead!r}, expected {case!r}\n{report.text()}"
-    return report
+    """``case`` fails with ``fragment`` in its message, and it is the message the learner reads first."""
+    return assert_first_failure(name, fn, case, fragment)
 
 
 
