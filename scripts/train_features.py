@@ -1,13 +1,25 @@
 """Train the feature extractor that ships in genlib/weights/digits_cnn.pt.
 
     .venv/bin/python scripts/train_features.py            # rebuilds the weights (~40 s of CPU time)
-    .venv/bin/python scripts/train_features.py --check    # trains, compares with the shipped file
+    .venv/bin/python scripts/train_features.py --check    # retrains, compares with the shipped file
     .venv/bin/python scripts/train_features.py --shapes   # the shapes CNN (shapes_cnn.pt), ~10 s
 
-Reproducible: fixed seeds, CPU, one thread, deterministic algorithms, fixed data order. Training
-uses only the digits' train split (1,500 images) and every 1-pixel shift of each image (9 copies,
-background filled with -1), so the classifier does not care whether a generator centres its
-digits exactly. The test split (297 images) is held out; tests/test_features.py checks ≥ 97 %.
+Reproducible on one machine: fixed seeds, CPU, one thread, deterministic algorithms, fixed data
+order. Training uses only the digits' train split (1,500 images) and every 1-pixel shift of each
+image (9 copies, background filled with -1), so the classifier does not care whether a generator
+centres its digits exactly. The test split (297 images) is held out; tests/test_features.py
+checks ≥ 97 %.
+
+``--check`` (add ``--shapes`` for the shapes CNN) retrains and passes when the retrained model's
+held-out accuracy is within 0.02 of the shipped file's: the 297 test digits (0.02 = 6 digits), or
+each attribute on 1,000 images of shapes(seed=1). Whether the weights are bit for bit identical is
+printed as information only: it holds on the CPU that trained the file, not on one with other
+vector instructions (the turn-3 portability review, AMD EPYC: every tensor differed, test accuracy
+99.33 % — the shipped file's own).
+Why 0.02: retraining with seeds 0 (shipped), 1, 2, 3 (this 2-core CPU, under the CPU lock,
+2026-12-07) gave test accuracy 99.33 / 99.33 / 100.0 / 100.0 % (range 0.0067, 2 digits), and for
+the shapes CNN shape 99.3 / 99.8 / 98.9 / 98.9 % (range 0.009), colour and size 100 % every time;
+0.02 is 2-3× those ranges, and 99.33 % − 0.02 is still above the 97 % that the tests require.
 """
 from __future__ import annotations
 
@@ -94,9 +106,23 @@ def train_shapes(verbose: bool = True, epochs: int = 6) -> ShapesCNN:
     return _fit(model, opt, len(data), loss_of, epochs, None, verbose)
 
 
+def shapes_accuracy(model: ShapesCNN) -> dict:
+    """Held-out accuracy per attribute on 1,000 images of shapes(seed=1)."""
+    held = shapes(1000, seed=1)
+    with torch.no_grad():
+        out = model(held.images)
+    return {k: (out[k].argmax(1) == getattr(held, k)).float().mean().item() for k in out}
+
+
+# --check: |retrained − shipped| held-out accuracy within these (see the module docstring: why)
+DIGITS_TOL = 0.02    # 6 of the 297 test digits
+SHAPES_TOL = 0.02    # per attribute, 20 of 1,000 held-out shapes
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--check", action="store_true", help="compare with the shipped weights")
+    ap.add_argument("--check", action="store_true",
+                    help="retrain and compare held-out accuracy with the shipped weights'")
     ap.add_argument("--shapes", action="store_true", help="train the shapes CNN instead")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -104,21 +130,26 @@ def main() -> int:
     t0 = time.time()
     if args.shapes:
         model = train_shapes()
-        held = shapes(1000, seed=1)
-        with torch.no_grad():
-            out = model(held.images)
-        accs = {k: (out[k].argmax(1) == getattr(held, k)).float().mean().item() for k in out}
-        print(f"trained in {time.time() - t0:.1f} s; held-out accuracy {accs}")
+        scores = shapes_accuracy(model)
+        print(f"trained in {time.time() - t0:.1f} s; held-out accuracy {scores}")
     else:
         model = train()
+        scores = {"held-out test accuracy": accuracy(model, "test")}
         print(f"trained in {time.time() - t0:.1f} s; train acc {accuracy(model, 'train'):.4f}, "
-              f"held-out test acc {accuracy(model, 'test'):.4f}")
+              f"held-out test acc {scores['held-out test accuracy']:.4f}")
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     if args.check:
-        shipped = torch.load(args.out, map_location="cpu", weights_only=True)
-        same = all(torch.equal(state[k], shipped[k]) for k in state)
-        print("identical to the shipped weights" if same else "DIFFERS from the shipped weights")
-        return 0 if same else 1
+        from genlib.reproduce import compare_all, verdict, weight_difference
+
+        shipped_state = torch.load(args.out, map_location="cpu", weights_only=True)
+        shipped = (ShapesCNN if args.shapes else DigitsCNN)()
+        shipped.load_state_dict(shipped_state)
+        shipped.eval()
+        old = shapes_accuracy(shipped) if args.shapes else {"held-out test accuracy": accuracy(shipped)}
+        tol = {"abs_tol": SHAPES_TOL if args.shapes else DIGITS_TOL}
+        ok = verdict(os.path.basename(args.out), compare_all(scores, old, {k: tol for k in scores}),
+                     weight_difference(state, shipped_state))
+        return 0 if ok else 1
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     torch.save(state, args.out)
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 1024:.0f} KiB)")

@@ -16,8 +16,24 @@ stored in float16):
 Measured (2 threads, shared CPU): flow 254 s, 86.3% all three on 300 held-out captions at guidance 1
 (Euler 16; 95% at guidance 2 in the chapter); bind_transformer 38 s, binding 99.7%; bind_bow 30 s,
 binding 0.0% (a mean-squared-error decoder draws the blend of the four bindings a bag allows).
---check --only bind_transformer bind_bow: both match the shipped weights bit for bit (54 s);
---check --only flow: matches the shipped weights bit for bit (233 s).
+--check retrains and passes when the retrained weights (rounded to float16, as they would ship)
+score like the shipped file on held-out data (genlib.t2i.evaluate; seed 1): vq codebook usage
+within 0.1 and reconstruction MSE within 25 %; clip zero-shot accuracy within 0.03 per attribute
+(2,000 images); bind_* binding and slot accuracy within 0.05; gpt, maskgit and flow attribute
+accuracy (shape, colour, size, all three) within 0.05 on 900 held-out captions. Bit identity is
+printed as information only: it holds on the CPU that trained the files (here: --check --only
+bind_transformer bind_bow bit for bit, 54 s; --only flow bit for bit, 233 s — both measured before
+the check became functional), not on CPUs with other vector instructions.
+Why these sizes: the sampled models' accuracy moves with the sampling seed alone — chapter 08 prints,
+for one fixed model and 300 captions, 0.863–0.896 (flow, guidance 1) and 0.904–0.946 (token
+transformer) over 3 seeds (standard deviations 0.017 and 0.023), so one 300-caption score has a
+spread of about 0.02; with 900 captions about 0.012, and the difference of two models' scores about
+0.017: 0.05 is 3 such spreads. The chapter's threshold claims have margins of 5–8 points (token
+transformer ≥ 85 % all three, seen 93.1 %; flow at guidance 2 ≥ 90 %, seen 95.8 %) or more (CLIP
+≥ 95 %, seen 100 %; VQ usage ≥ 90 %, seen 100 %), so a retrain inside the tolerance keeps them
+except at the very edge. The MSE tolerance is not measured; 25 %
+is far from anything the chapter asserts about the tokenizer. No model here was retrained across
+seeds to measure the training spread itself.
 Training data: shapes(seed=0) / two_shapes(seed=0). Held-out evaluation: seed=1. (The two-object
 caption-reading probes of the chapter train inside the notebook in seconds and ship no weights.)
 """
@@ -133,9 +149,36 @@ def build(name, vq=None, steps=None, verbose=True):
     raise ValueError(f"unknown model {name!r}")
 
 
+# --check: |retrained − shipped| of t2i.evaluate's numbers within these (module docstring: why)
+_ACC = {"abs_tol": 0.05}
+CHECK_TOL = {"vq": {"usage": {"abs_tol": 0.1}, "mse": {"rel_tol": 0.25}},
+             "clip": {k: {"abs_tol": 0.03} for k in ("shape", "color", "size")},
+             "bind_bow": {"binding": _ACC, "slot": _ACC},
+             "bind_transformer": {"binding": _ACC, "slot": _ACC},
+             **{k: {a: _ACC for a in ("shape", "color", "size", "all")} for k in ("gpt", "maskgit", "flow")}}
+CHECK_N = 900  # held-out captions for the sampled models (the chapter's default is 300)
+
+
+def check(name: str, state: dict, vq) -> bool:
+    """Score the retrained weights (float16-rounded, as they would ship) and the shipped file with
+    t2i.evaluate on the same held-out data (and, for gpt/maskgit, the same tokenizer)."""
+    from genlib.reproduce import compare_all, verdict, weight_difference
+
+    shipped_state = torch.load(t2i.weight_path(name), map_location="cpu", weights_only=True)
+    models = []
+    for st in (state, shipped_state):
+        m = t2i.new_model(name)
+        m.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in st.items()})
+        models.append(m.eval())
+    new, old = (t2i.evaluate(name, m, vq, n=CHECK_N) for m in models)
+    return verdict(os.path.basename(t2i.weight_path(name)), compare_all(new, old, CHECK_TOL[name]),
+                   weight_difference(state, shipped_state))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--check", action="store_true", help="compare with the shipped weights")
+    ap.add_argument("--check", action="store_true",
+                    help="retrain and compare what the models do with the shipped weights")
     ap.add_argument("--only", nargs="*", default=list(STEPS))
     ap.add_argument("--steps", type=int, default=None, help="override the step count (tests)")
     args = ap.parse_args()
@@ -155,10 +198,7 @@ def main() -> int:
                  for k, v in model.state_dict().items()}
         path = t2i.weight_path(name)
         if args.check:
-            shipped = torch.load(path, map_location="cpu", weights_only=True)
-            same = all(torch.equal(state[k], shipped[k]) for k in state)
-            print(f"  {name}: " + ("matches the shipped weights" if same else "DIFFERS"))
-            status |= 0 if same else 1
+            status |= 0 if check(name, state, vq) else 1
         else:
             torch.save(state, path)
             print(f"  wrote {path} ({os.path.getsize(path) / 1024:.0f} KiB)")

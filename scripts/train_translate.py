@@ -15,16 +15,28 @@ Each is genlib.translate.fit_cyclegan(name): CYCLEGAN_STEPS steps of Adam on two
 2,000 images (genlib.translate.cyclegan_data). Chapter 10 trains pix2pix itself; CycleGAN trains
 four networks per step and needs more steps, which do not fit the chapter's CPU budget.
 Reproducible: CPU, 2 threads, every model starts from torch.manual_seed(seed) and draws its
-batches from its own seeded generator. ``--check`` retrains and compares every float16 tensor bit for
-bit; when bits differ (another CPU can round differently) it compares the chapter's numbers
-(genlib.translate.cyclegan_scores) and accepts differences within 0.05 on every fraction.
+batches from its own seeded generator.
+
+``--check`` retrains and passes when the retrained pair scores like the shipped pair on the
+chapter's numbers (genlib.translate.cyclegan_scores, 500 test pairs, compared one by one): every
+fraction (right, kept, both, colour recovered) within 0.05, cycle_l1 and grey_l1 within 0.02.
+Whether the float16 tensors are bit for bit identical is printed as information only: that holds
+on the CPU that trained the file, not on one with other vector instructions.
+Why these sizes (not a measured seed spread: no model was retrained with another seed). A fraction
+over 500 pairs has a binomial standard error of at most 0.022 (0.019 at shape's ab_right of 0.78),
+so 0.05 is a little over 2 of those, and about 1.9 standard errors of the difference of two
+independent scores: the tightest tolerance of the five scripts. The chapter's readings sit much
+further from their alternatives (colour kept 1.000 with the identity loss vs 0.000 without; colour
+recovered from G(a) 0.976 vs 0.160 from the true grey image). An L1 of 0.02 is 1 % of the [-1, 1]
+pixel range: a retrain within it is still cycle-consistent in the chapter's sense (cycle L1
+0.009-0.021 shipped).
 
 Measured when the shipped file was written (2 cores, under the shared CPU lock, other light jobs
 running): shape 221 s (ab right 0.780 kept 1.000, ba right 0.928 kept 1.000, cycle L1 0.009);
 no_identity 113 s (ab right 0.904, colour kept 0.000 — a permutation, ba right 0.960, cycle L1
 0.009); grey 109 s (G(a) within 0.056 of the true grey image, colour recovered from G(a) 0.976,
-from the true grey image 0.160). ``--check --only grey`` (fresh process, 145 s): bit for bit
-identical, 48 of 48 tensors.
+from the true grey image 0.160). ``--check --only grey`` (fresh process, 145 s, before the check
+became functional): bit for bit identical, 48 of 48 tensors.
 """
 from __future__ import annotations
 
@@ -38,6 +50,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from genlib import translate as T  # noqa: E402
+from genlib.reproduce import compare_all, verdict, weight_difference  # noqa: E402
 
 NAMES = tuple(T.CYCLEGAN_CONFIGS)
 
@@ -57,6 +70,15 @@ def scores_of(name: str, entry: dict) -> dict:
         net.load_state_dict({k: v.float() for k, v in entry[key].items()})
         nets.append(net.eval())
     return T.cyclegan_scores(name, *nets)
+
+
+# --check: |retrained − shipped| per number of cyclegan_scores (module docstring: why)
+FRACTION_TOL = 0.05   # every fraction (right, kept, both, colour recovered), 500 test pairs
+L1_TOL = 0.02         # cycle_l1 and grey_l1, mean |Δ| on the [-1, 1] pixel scale
+
+
+def check_tolerances(scores: dict) -> dict:
+    return {k: {"abs_tol": L1_TOL if k.endswith("l1") else FRACTION_TOL} for k in scores}
 
 
 def main() -> int:
@@ -85,20 +107,12 @@ def main() -> int:
             ok = False
             continue
         old = shipped[name]
-        differ = [f"{key}.{k}" for key in ("G", "F") for k in entry[key]
-                  if not torch.equal(entry[key][k], old[key][k])]
-        if not differ and old["width"] == entry["width"]:
-            print(f"  ✓ {name}: bit for bit identical ({sum(len(entry[k]) for k in ('G', 'F'))} tensors)")
-            continue
-        old_scores = scores_of(name, old)
-        worst = max(abs(new_scores[k] - old_scores[k]) for k in new_scores if k != "cycle_l1")
-        print(f"  {len(differ)} tensors differ (e.g. {differ[:3]}); shipped: "
-              + ", ".join(f"{k}={v:.3f}" for k, v in old_scores.items()))
-        if worst <= 0.05:
-            print(f"  ✓ {name}: the chapter's numbers agree within {worst:.3f} (≤ 0.05)")
-        else:
-            print(f"  ✗ {name}: the chapter's numbers differ by {worst:.3f} (> 0.05)")
+        if old["width"] != entry["width"]:
+            print(f"  ✗ {name}: width {entry['width']} vs shipped {old['width']}")
             ok = False
+            continue
+        ok &= verdict(name, compare_all(new_scores, scores_of(name, old), check_tolerances(new_scores)),
+                      weight_difference({k: entry[k] for k in ("G", "F")}, {k: old[k] for k in ("G", "F")}))
     if not args.check:
         os.makedirs(os.path.dirname(args.out), exist_ok=True)
         torch.save(shipped, args.out)
