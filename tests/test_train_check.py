@@ -94,3 +94,27 @@ def test_nested_state_dicts_and_plain_values():
     assert wd.differ == ["width"] and not wd.structural_fault and wd.n == 2
     old["G"]["w"] = torch.tensor([1.0, 1.5], dtype=torch.float16)
     assert math.isclose(weight_difference(new, old).max_abs, 0.5)
+
+
+def test_a_script_check_passes_the_shipped_file_and_fails_a_broken_one(tmp_path, capsys):
+    """scripts/train_applications.py's check on style_ff.pt: shipped vs itself passes; the same file
+    with its last layer's weights scaled by 0.5 (a clearly different function) and with a NaN fail."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
+    import train_applications as ta
+
+    shipped = os.path.join(ta.WEIGHTS, "style_ff.pt")
+    assert ta.check(shipped, shipped)
+    state = torch.load(shipped, weights_only=True)
+    last = [k for k in state if k.endswith("weight")][-1]
+    changes = {"half": lambda w: w * 0.5,
+               "nan": lambda w: w.index_fill(0, torch.tensor([0]), float("nan"))}
+    for name, change in changes.items():
+        bad = dict(state, **{last: change(state[last])})
+        path = tmp_path / name / "style_ff.pt"
+        path.parent.mkdir()
+        torch.save(bad, path)
+        assert not ta.check(str(path), shipped), name
+    assert "NOT reproduced" in capsys.readouterr().out
