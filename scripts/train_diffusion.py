@@ -3,7 +3,7 @@
     .venv/bin/python scripts/train_diffusion.py                 # all four models (~17 min, 2 cores)
     .venv/bin/python scripts/train_diffusion.py --only flow     # one of: flow ddpm reflow dcgan
     .venv/bin/python scripts/train_diffusion.py --check         # retrain, compare with the shipped files
-    .venv/bin/python scripts/train_diffusion.py --check --only dcgan   # the quick subset (~1 min)
+    .venv/bin/python scripts/train_diffusion.py --check --only dcgan   # the quick subset (~1.5 min)
 
 What ships (float16 state dicts plus a config, loaded by genlib.diffusion.load_pretrained):
 
@@ -17,22 +17,35 @@ Reproducible: CPU, 2 threads, deterministic algorithms, and each model trains in
 context (``_seeded``: the global generator, used for the initial weights, is seeded per model and
 restored afterwards; batches and noise come from each trainer's own seeded torch.Generator), so a
 model's weights do not depend on which models ran before it in the same process.
-``--check`` retrains and compares the config and every float16 tensor — parameters and buffers
-(batch-norm running statistics) — bit for bit, naming the tensors that differ; a different CPU
-(other vector instructions) can round differently, so when the bits differ it also compares the
-digits-FID of both models' samples (8-step Euler / 20-step DDIM / 1-step Euler / DCGAN) and accepts
-a difference within 15 % — it says which of the two happened.
+``--check`` retrains and passes when the retrained model (rounded to float16, as it would ship)
+does what the shipped file does: the digits-FID of 1,000 samples against the test digits
+(8-step Euler / 20-step DDIM / 1-step Euler / DCGAN), averaged over the noise seeds 123, 124, 125,
+within 40 % of the shipped model's, and for the three class-conditional models the share of
+samples classified as the requested digit within 0.03. A different config or different tensor
+names fail outright. Whether the float16 tensors (parameters and buffers, e.g. batch-norm
+running statistics) are bit for bit identical is printed as information only: that holds on the
+CPU that trained the files, not on one with other vector instructions.
+Why 40 %: the FID moves with the training run. DCGAN, this FID (mean over noise seeds 123-125),
+measured 2026-12-07 on an AMD EPYC, 2 cores, under the CPU lock: shipped file (seed 0, trained on
+the earlier sessions' Intel Xeon) 0.351; retrained with seed 1 0.405, seed 2 0.261; the seed-0 retrain of
+``--check --only dcgan`` on the EPYC 0.340 — its float16 tensors differed from the Xeon's in 14
+of 16 entries (max |Δw| 0.46: the run diverged, as a new seed would). That is -26 % to +15 % of the
+shipped value; 40 % is 1.5× the widest. The noise seeds alone move one 1,000-sample FID of the
+shipped DCGAN by 0.326-0.369 (5 seeds), hence the mean over three. For flow, DDPM and reflow the
+training-seed spread has NOT been measured (each retrain takes 4-6 minutes); the same 40 % is
+assumed. The 0.03 on sample accuracy: a share of 3,000 samples has a standard error of at most
+0.01, and the chapter reads these models as drawing the requested digit nearly always.
 
-What ``--check`` has verified (this CPU, fresh processes): ``--check --only dcgan`` is bit for bit
-identical (16 of 16 tensors; digits-FID 0.369). The DCGAN shipped before commit "train_diffusion:
-per-model RNG contexts" differed from every retrain only in its batch-norm running statistics
-(parameters identical): it had been trained with genlib.gan.EMA's old update, which copied the
-raw G's buffers; f2611e7 made EMA average them like the weights. Retraining with the old update
-reproduced that file bit for bit, so the DCGAN was re-shipped from the current code.
-``--check`` for flow, DDPM and reflow has NOT been verified: one ``--check --only flow`` run was
-stopped by its 560 s time limit while another process shared the 2 cores (TinyUNet has no
-buffers, so the EMA change above does not touch these three files).
-Training times on 2 cores: flow 382 s, DDPM 353 s, reflow 248 s, DCGAN 52-74 s.
+Bit identity on the Xeon that trained the files (fresh processes, before the check became functional):
+``--check --only dcgan`` bit for bit identical (16 of 16 tensors). The DCGAN shipped before commit
+"train_diffusion: per-model RNG contexts" differed from every retrain only in its batch-norm
+running statistics (parameters identical): it had been trained with genlib.gan.EMA's old update,
+which copied the raw G's buffers; f2611e7 made EMA average them like the weights. Retraining with
+the old update reproduced that file bit for bit, so the DCGAN was re-shipped from the current code.
+``--check`` for flow, DDPM and reflow has NOT been run to the end: one ``--check --only flow`` run
+was stopped by its 560 s time limit while another process shared the 2 cores.
+Training times on 2 cores (Xeon): flow 382 s, DDPM 353 s, reflow 248 s, DCGAN 52-74 s; DCGAN on the
+EPYC with other jobs around: 93-103 s (``--check --only dcgan``: 99 s in all, passed, see above).
 """
 from __future__ import annotations
 
@@ -143,9 +156,10 @@ def _blob(name, model):
 
 
 @torch.no_grad()
-def quick_fid(name: str, model) -> float:
-    """digits-FID of 1,000 samples (100 per class) against the test digits, fixed seed."""
-    g = torch.Generator().manual_seed(123)
+def quick_eval(name: str, model, seed: int = 123) -> dict:
+    """digits-FID of 1,000 samples (100 per class) against the test digits, noise from ``seed``;
+    for the class-conditional models also the share classified as the requested digit."""
+    g = torch.Generator().manual_seed(seed)
     y = torch.arange(1000) % 10
     if name == "dcgan":
         x = model(torch.randn(1000, model.z_dim, generator=g))
@@ -154,7 +168,23 @@ def quick_fid(name: str, model) -> float:
     else:
         x = FL.sample_euler(model, torch.randn(1000, 1, 8, 8, generator=g),
                             8 if name == "flow" else 1, y=y)
-    return D.digits_eval(x)["fid"]
+    res = D.digits_eval(x, None if name == "dcgan" else y)
+    return {k: res[k] for k in ("fid", "accuracy") if k in res}
+
+
+def quick_fid(name: str, model) -> float:
+    return quick_eval(name, model)["fid"]
+
+
+# --check: mean over CHECK_SEEDS of both scores, |retrained − shipped| within these (docstring: why)
+CHECK_SEEDS = (123, 124, 125)
+FID_REL_TOL = 0.4
+ACC_ABS_TOL = 0.03
+
+
+def check_scores(name: str, model) -> dict:
+    runs = [quick_eval(name, model, s) for s in CHECK_SEEDS]
+    return {f"{k} (mean of {len(runs)} noise seeds)": sum(r[k] for r in runs) / len(runs) for k in runs[0]}
 
 
 def main() -> int:
@@ -202,30 +232,21 @@ def _load(path):
 
 
 def _compare(name, blob, path) -> bool:
-    """Bit for bit: the config and every float16 tensor (parameters AND buffers, e.g. batch-norm
-    running statistics) must be equal to the file's; otherwise name the tensors that differ, then
-    fall back to the digits-FID tolerance."""
+    """Functional: the retrained and the shipped model's digits-FID (and, for the conditional
+    models, sample accuracy), each a mean over CHECK_SEEDS, must agree within FID_REL_TOL /
+    ACC_ABS_TOL. Bit identity of the float16 tensors (parameters and buffers) is printed as
+    information. A different config or different tensor names fail outright."""
+    from genlib.reproduce import compare, verdict, weight_difference
+
     shipped = torch.load(path, map_location="cpu", weights_only=True)
-    new, old = blob["state"], shipped["state"]
-    if blob["config"] != shipped["config"] or new.keys() != old.keys():
-        print(f"{name}: config or tensor names differ from {path}: "
+    if blob["config"] != shipped["config"] or blob["state"].keys() != shipped["state"].keys():
+        print(f"  ✗ {name}: config or tensor names differ from {path}: "
               f"{blob['config']} vs {shipped['config']}")
         return False
-    differ = [k for k in new if new[k].dtype != old[k].dtype or not torch.equal(new[k], old[k])]
-    if not differ:
-        print(f"{name}: identical to {path} (all {len(new)} tensors, bit for bit)")
-        return True
-    diff = max((new[k].float() - old[k].float()).abs().max().item()
-               for k in differ if new[k].is_floating_point())
-    shipped_model = _load_blob(name, shipped)
-    new_model = _load_blob(name, blob)
-    f_new, f_old = quick_fid(name, new_model), quick_fid(name, shipped_model)
-    close = abs(f_new - f_old) <= 0.15 * f_old
-    print(f"{name}: DIFFERS bit-wise from {path} in {len(differ)} of {len(new)} tensors "
-          f"({', '.join(differ[:6])}{', ...' if len(differ) > 6 else ''}; max |Δw| {diff:.2e}); "
-          f"digits-FID retrained {f_new:.3f} vs shipped {f_old:.3f}: "
-          + ("equivalent (within 15 %)" if close else "NOT equivalent"))
-    return close
+    new, old = check_scores(name, _load_blob(name, blob)), check_scores(name, _load_blob(name, shipped))
+    comparisons = [compare(k, new[k], old[k], **({"rel_tol": FID_REL_TOL} if k.startswith("fid")
+                                                 else {"abs_tol": ACC_ABS_TOL})) for k in new]
+    return verdict(os.path.basename(path), comparisons, weight_difference(blob["state"], shipped["state"]))
 
 
 def _load_blob(name, blob):
