@@ -5,14 +5,17 @@
   (easy/medium/hard), ``question``, ``short_answer`` (≤ 120 words: say it aloud), ``deep_answer``
   (for the follow-up), ``follow_ups``, ``pitfalls``, ``references`` ([{"paper", "year"}]),
   ``sources`` (S-ids from SOURCES.md), ``links`` ({"notebook": "solutions/NN_x.ipynb#Heading" or
-  null, "function": "genlib.module.name" or null}).
+  null, "function": "genlib.module.name" or null}), and ``key_points``: 2–4 short items a good
+  answer must mention, to grade yourself against (checked whenever present; ``missing_key_points``
+  lists the questions that still lack them).
 * ``load_myths()`` → the wrong claims of the source articles, each with its correction and its
   evidence ({"kind": derivation | measurement | citation, "detail", optional "check": a function
   here that re-derives or re-measures the fact and raises if it does not hold}).
 * ``genlib quiz [--topic T] [--difficulty D] [-n N] [--state PATH]``: asks, reveals on Enter,
   records a 1–3 self-rating, and brings weak questions back sooner (a small Leitner schedule counted
   in sessions, stored in ``~/.genlib-quiz.json``). After each answer it shows the deeper answer,
-  follow-ups, pitfalls and references. Progress is never lost: it is written atomically after each
+  follow-ups, pitfalls and references, then the question's key points as a checklist to rate
+  yourself against. Progress is never lost: it is written atomically after each
   rating and only then (quitting before a rating changes nothing); Ctrl-C and end of input stop
   cleanly; an unreadable progress file is reported and kept as ``<name>.corrupt-<timestamp>``; a
   ``--state`` the quiz could not save to is a one-line error before the first question; fewer
@@ -60,6 +63,7 @@ FIELDS = ("id", "topic", "difficulty", "question", "short_answer", "deep_answer"
           "pitfalls", "references", "sources", "links")
 EVIDENCE_KINDS = ("derivation", "measurement", "citation")
 SHORT_ANSWER_WORDS = 120
+KEY_POINTS = (2, 4)  # how many key points a question has (fewest, most)
 
 # Every item of SOURCES.md (articles 000–004). The bank must cover each one; tests also
 # cross-check this list against ../shared/SOURCES.md when that file is present.
@@ -154,7 +158,46 @@ def validate_entry(e: dict) -> list[str]:
     links = e["links"]
     if not isinstance(links, dict) or set(links) != {"notebook", "function"}:
         problems.append("links must be {'notebook': …, 'function': …}")
+    if "key_points" in e:
+        problems += key_point_problems(e)
     return problems
+
+
+def first_sentence(text: str) -> str:
+    """The text up to its first full stop, question or exclamation mark followed by a space."""
+    return re.split(r"(?<=[.?!])\s", text.strip(), maxsplit=1)[0]
+
+
+def key_point_problems(e: dict) -> list[str]:
+    """Problems with an entry's ``key_points``: 2–4 distinct non-empty strings of at most 30 words,
+    none of them a copy of the short answer's first sentence or of a piece of it (a key point names
+    one thing a good answer mentions, in its own words)."""
+    kp = e.get("key_points")
+    lo, hi = KEY_POINTS
+    if not isinstance(kp, list) or not lo <= len(kp) <= hi:
+        return [f"key_points must be a list of {lo}–{hi} items"]
+    problems = []
+    if not all(isinstance(k, str) and k.strip() for k in kp):
+        problems.append("every key point must be a non-empty string")
+        return problems
+    if len({k.strip().lower() for k in kp}) != len(kp):
+        problems.append("key points repeat")
+
+    def norm(text):
+        return " ".join(text.lower().split()).rstrip(".?!:; ")
+
+    opening = norm(first_sentence(e["short_answer"]))
+    for k in kp:
+        if norm(k) in opening or (len(opening.split()) >= 4 and opening in norm(k)):
+            problems.append(f"key point {k[:40]!r}… copies (part of) the short answer's first sentence")
+        if len(k.split()) > 30:
+            problems.append(f"key point {k[:40]!r}… is over 30 words")
+    return problems
+
+
+def missing_key_points(entries=None) -> list[str]:
+    """Ids of the questions that have no key points yet."""
+    return [e["id"] for e in (entries if entries is not None else load_bank()) if not e.get("key_points")]
 
 
 @lru_cache(maxsize=None)
@@ -465,10 +508,19 @@ def _after_answer(e: dict, follow_ups: bool = True) -> list[str]:
     return lines
 
 
+def key_point_lines(e: dict) -> list[str]:
+    """The key points as a checklist (empty for a question without them)."""
+    if not e.get("key_points"):
+        return []
+    return (["Key points — a good answer mentions each:"]
+            + [textwrap.fill(k, width=92, initial_indent="  [ ] ", subsequent_indent="      ",
+                             break_on_hyphens=False, break_long_words=False) for k in e["key_points"]])
+
+
 def format_entry(e: dict, deep: bool = True) -> str:
     """A study-sheet block for one question."""
     lines = [f"## {e['id']} · {TOPICS[e['topic']]} · {e['difficulty']}", _wrap(e["question"], ""),
-             "", "Answer:", _wrap(e["short_answer"])]
+             "", "Answer:", _wrap(e["short_answer"])] + key_point_lines(e)
     if deep:
         lines += ["Deeper:", _wrap(e["deep_answer"])]
     return "\n".join(lines + _after_answer(e))
@@ -516,8 +568,9 @@ def run_quiz(entries: list[dict], state_path, n: int = 5, stdin=None, stdout=Non
     Normal mode asks the ``n`` most urgent questions (``schedule``). ``mock=True`` is a timed mock
     interview: ``n`` questions from ``n`` different topics (``pick_mock``), each answer timed from
     the question to the Enter key against ``limit_s`` seconds. After each answer come the deeper
-    answer, follow-ups, pitfalls and references. Fewer matching questions (or topics, in a mock)
-    than ``n`` are announced, not silently dropped.
+    answer, follow-ups, pitfalls and references, then the question's key points (a checklist to
+    grade yourself against) just before the 1–3 rating. Fewer matching questions (or topics, in a
+    mock) than ``n`` are announced, not silently dropped.
 
     Progress is never lost:
 
@@ -619,6 +672,10 @@ def run_quiz(entries: list[dict], state_path, n: int = 5, stdin=None, stdout=Non
                 stdout.write("\n")
             stdout.write("Deeper:\n" + _wrap(e["deep_answer"]) + "\n")
             stdout.write("\n".join(_after_answer(e, follow_ups=not drill)) + "\n")
+            checklist = key_point_lines(e)
+            if checklist:
+                stdout.write("\n" + "\n".join(checklist) + "\n"
+                             "  (3: you said all of them; 2: some; 1: few or none)\n")
             while True:
                 got = _ask("Rate yourself — 1 missed it, 2 partly, 3 knew it (q quits): ", stdin, stdout)
                 if got in (None, "q") or got in ("1", "2", "3"):

@@ -229,3 +229,50 @@ def test_2026_topics_have_questions():
                  "autoguidance", "logit-normal", "EMA", "CMMD", "GenEval", "DINOv2", "VQAScore", "video",
                  "space-time patches", "Tree-Ring", "C2PA", "FSDP", "checkpointing", "NVFP4"):
         assert any(term.lower() in t.lower() for t in text.values()), term
+
+
+# ----------------------------------------------------------------------------- key points
+def test_every_question_has_two_to_four_key_points():
+    """learners (turn 3): no per-question key points to self-grade against. Every question now has
+    them; missing_key_points names any question added without."""
+    assert interview.missing_key_points(BANK) == []
+    for e in BANK:
+        lo, hi = interview.KEY_POINTS
+        assert lo <= len(e["key_points"]) <= hi, e["id"]
+        opening = " ".join(interview.first_sentence(e["short_answer"]).lower().split()).rstrip(".?!")
+        for k in e["key_points"]:
+            assert isinstance(k, str) and k.strip(), e["id"]
+            assert " ".join(k.lower().split()).rstrip(".?!") != opening, (e["id"], k)
+        assert interview.key_point_problems(e) == [], e["id"]
+
+
+def test_key_point_checker_catches_problems():
+    good = dict(BANK[0])
+    opening = interview.first_sentence(good["short_answer"])
+    assert opening and opening != good["short_answer"] and opening.endswith(".")
+    bad = {
+        "too few": ["only one"],
+        "too many": ["a", "b", "c", "d", "e"],
+        "empty": ["fine point", "  "],
+        "not a list": "one string",
+        "copy": [opening, "something else"],
+        "copy without its full stop": [opening.rstrip(".").upper(), "something else"],
+        "piece of the first sentence": [" ".join(opening.split()[:6]), "something else"],
+        "repeat": ["same thing", "Same thing"],
+        "too long": ["word " * 31, "short"],
+    }
+    for why, kp in bad.items():
+        assert interview.key_point_problems(dict(good, key_points=kp)), why
+        assert interview.validate_entry(dict(good, key_points=kp)), why
+    assert interview.key_point_problems(good) == []
+    without = {k: v for k, v in good.items() if k != "key_points"}
+    assert interview.validate_entry(without) == []  # checked where present …
+    assert interview.missing_key_points([without, good]) == [good["id"]]  # … and listed where absent
+    assert interview.first_sentence("Is it? Yes. No.") == "Is it?"
+
+
+def test_key_points_are_shown_on_the_study_sheet():
+    e = interview.get("vae-3")
+    sheet = " ".join(interview.format_entry(e).split())
+    at = [sheet.index(" ".join(k.split())) for k in e["key_points"]]
+    assert sheet.index("Answer:") < sheet.index("Key points") < min(at) and max(at) < sheet.index("Deeper:")

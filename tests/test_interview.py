@@ -376,6 +376,38 @@ def test_follow_up_drill_asks_each_follow_up_before_the_deeper_answer(tmp_path):
     assert code == 0 and "Follow-up 1/" in text
 
 
+def test_key_points_follow_the_answer_and_come_before_the_rating(tmp_path):
+    """learners (turn 3): a checklist to grade yourself against, after the answer (and the deeper
+    answer, follow-ups, pitfalls, references) and just before the 1/2/3 rating — in the quiz, the
+    follow-up drill and the mock; a question without key points is still asked."""
+    for kwargs in ({}, {"drill": True}, {"mock": True, "seed": 3}):
+        bank = interview.load_bank(topic="gan")
+        out = io.StringIO()
+        result = interview.run_quiz(bank, tmp_path / f"k{len(kwargs)}.json", n=1, stdout=out,
+                                    stdin=io.StringIO("\n" * 6 + "2\n"), **kwargs)
+        (qid,) = result["ratings"]
+        e = interview.get(qid)
+        flat = " ".join(out.getvalue().split())
+        where = [flat.index(" ".join(k.split())) for k in e["key_points"]]
+        head = flat.index("Key points")
+        assert flat.index("Answer:") < flat.index("Deeper:") < flat.index("References:") < head, kwargs
+        assert head < min(where) and max(where) < flat.index("Rate yourself"), kwargs
+    bare = {k: v for k, v in interview.get("gan-1").items() if k != "key_points"}
+    out = io.StringIO()
+    result = interview.run_quiz([bare], tmp_path / "bare.json", n=1, stdout=out, stdin=io.StringIO("\n3\n"))
+    assert result["ratings"] == {"gan-1": 3} and "Key points" not in out.getvalue()
+
+
+def test_cli_shows_key_points_and_stats_still_work(tmp_path):
+    state = tmp_path / "s.json"
+    code, text, _ = _cli(["--topic", "modes", "-n", "1", "--state", str(state)], "\n1\n")
+    assert code == 0 and "Key points" in text and "[ ] " in text
+    code, text, _ = _cli(["--stats", "--topic", "modes", "--state", str(state)])
+    assert code == 0 and "Weak questions: modes-" in text
+    code, text, _ = _cli(["--print", "--topic", "modes"])
+    assert code == 0 and text.count("Key points") == len(interview.load_bank(topic="modes"))
+
+
 def test_quiz_does_not_import_torch():
     """`genlib quiz` needs only the standard library: bench (which imports torch) is not loaded."""
     code = ("import sys; from genlib.cli import main; "
