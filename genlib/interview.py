@@ -1038,8 +1038,9 @@ def cpu_seconds(fn, repeats: int = 5) -> float:
 def evidence_speed_claims(n: int = 200) -> dict:
     """What the source's "parallel processing, end-to-end models and attention" hides, measured on
     the workbook's shipped models with ``genlib.speed`` (chapter 09; ``genlib bench speed`` has the
-    full table). CPU time of this process on one thread, so that other programs on a shared machine
-    do not distort the ratios:
+    full table). Every timing here is CPU time of this process (``clock="process"``) with one
+    intra-op thread pinned for the whole measurement, so that other programs on a shared machine do
+    not distort the ratios:
 
     * fewer network evaluations: the reflowed flow model at 1 step vs the flow model at 32 Euler
       steps on n digits — time ratio and digits-FID of both (same n, held-out test digits);
@@ -1068,8 +1069,11 @@ def evidence_speed_claims(n: int = 200) -> dict:
             fid_32 = digits_eval(sample_euler(fl, z, 32, y), y)["fid"]
 
         tm = speed.token_models(lengths=(64,))
-        kv = speed.kv_cache_rows(tm, (64,), batch=16, repeats=2, progress=False)[0]
-        dec = speed.decoding_rows(tm, (1,), (8,), repeats=3, no_cache_max_batch=0, progress=False)
+        # one intra-op thread is pinned above, so the process clock measures our work alone here
+        # (with more threads it would sum their CPU time)
+        kv = speed.kv_cache_rows(tm, (64,), batch=16, repeats=2, progress=False, clock="process")[0]
+        dec = speed.decoding_rows(tm, (1,), (8,), repeats=3, no_cache_max_batch=0, progress=False,
+                                  clock="process")
         ar1 = next(r for r in dec if r["method"] == "AR, KV cache")["timing"]["median_ms"]
         mg1 = next(r for r in dec if r["method"] == "MaskGIT 8 steps")["timing"]["median_ms"]
 
