@@ -94,7 +94,6 @@ def run_one(nb: Path, python: str, threads: int, budget: str, timeout: int, lock
     with tempfile.TemporaryDirectory(prefix="genlib-port-") as tmp:
         tmp = Path(tmp)
         work = tmp / nb.name
-        shutil.copy(nb, work)
         ipydir = tmp / "ipython"
         startup = ipydir / "profile_default" / "startup"
         startup.mkdir(parents=True)
@@ -104,6 +103,7 @@ def run_one(nb: Path, python: str, threads: int, budget: str, timeout: int, lock
                    MKL_NUM_THREADS=str(threads), PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         cmd = [python, "-m", "genlib", "execute", "--timeout", str(timeout), str(work)]
         with locked(lock):
+            shutil.copy(nb, work)  # copied when its turn comes, not while waiting: the newest version runs
             t0 = time.perf_counter()
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
             seconds = time.perf_counter() - t0
