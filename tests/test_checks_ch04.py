@@ -32,10 +32,10 @@ def test_other_correct_forms_accepted(accepts):
         p = p[p > 0]
         return float(np.sum(p * np.log(p * len(counts))))
 
-    def pack_view(x, m):
+    def pack_view(x, m):   # .view on a contiguous copy: also fine for transposed or channels_last batches
         if x.shape[0] % m:
             raise ValueError(f"{x.shape[0]} samples do not split into groups of {m}")
-        return x.view(x.shape[0] // m, -1, *x.shape[2:])
+        return x.contiguous().view(x.shape[0] // m, -1, *x.shape[2:])
 
     def gp_expanded(critic, real, fake):
         eps = torch.rand(len(real), *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype).expand_as(real)
@@ -255,6 +255,41 @@ def _kl_tensor(counts):  # session-2 learner: float64, but a 0-d tensor; then ro
     p = counts.double() / counts.sum()
     p = p[p > 0]
     return (p * torch.log(p * len(counts))).sum()
+
+
+def _pack_plain_view(x, m):  # learner 04-05 (defect 7): passed, then fails on a transposed batch
+    if x.shape[0] % m:
+        raise ValueError(f"{x.shape[0]} samples do not split into groups of {m}")
+    return x.view(x.shape[0] // m, m * x.shape[1], *x.shape[2:])
+
+
+def _gp_eps_n1(images_too=True):
+    """learner 04-05 (defect 6): ε of shape (N, 1). On (8, 3, 4, 4) images it raises a broadcast error;
+    with ``images_too=False`` it is used only where it broadcasts silently (H = N), one ε per pixel row."""
+    def fn(critic, real, fake):
+        n, kw = real.shape[0], dict(device=real.device, dtype=real.dtype)
+        silent = real.dim() == 4 and real.shape[2] == n
+        e = torch.rand(n, 1, **kw) if (images_too or silent or real.dim() == 2) else \
+            torch.rand(n, *[1] * (real.dim() - 1), **kw)
+        x = (e * real.detach() + (1 - e) * fake.detach()).requires_grad_(True)
+        (g,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+        return ((g.flatten(1).norm(dim=1) - 1) ** 2).mean()
+    return fn
+
+
+LEARNER_FIRST = [
+    ("pack with .view on a non-contiguous batch", P, _pack_plain_view,
+     "works on a non-contiguous batch (transposed, channels_last)", ".reshape(...)"),
+    ("eps of shape (N, 1) on images: broadcast error", G, _gp_eps_n1(),
+     "gradient norm over all non-batch axes (images)", "shape (N, 1, 1, 1)"),
+    ("eps of shape (N, 1) on images: silent where H = N", G, _gp_eps_n1(images_too=False),
+     "gradient norm over all non-batch axes (images)", "one ε per row of pixels"),
+]
+
+
+@pytest.mark.parametrize("label,name,fn,case,fragment", LEARNER_FIRST, ids=[g[0] for g in LEARNER_FIRST])
+def test_learner_slips_first_message(label, name, fn, case, fragment):
+    assert_first_failure(name, fn, case, fragment)
 
 
 REVIEW = [

@@ -253,6 +253,28 @@ def _(fn):
                            "do not trigger)")
 
 
+@spec.case("works on a non-contiguous batch (transposed, channels_last)")
+def _(fn):
+    # built inside a probe: tensors reach the grading worker contiguous
+    for x, m, layout, what in ((torch.randn(12, 2), 2, "t", "a transposed x of shape (12, 2)"),
+                               (torch.randn(6, 3, 4, 4), 3, "channels_last",
+                                "channels_last images of shape (6, 3, 4, 4)")):
+        try:
+            obs = probe(fn, P.pack_strided, x, m, layout)
+        except RuntimeError as e:
+            if "view size is not compatible" in str(e) or "contiguous" in str(e):
+                raise CheckFailure(f"pack({what}, m={m}) raised RuntimeError (view size is not compatible with "
+                                   "input tensor's size and stride): .view needs a tensor whose memory is laid "
+                                   "out contiguously, and a transposed, sliced or channels_last batch is not. "
+                                   "Use x.reshape(...) (it copies only when it must) or x.contiguous().view(...)"
+                                   ) from None
+            raise
+        if obs["contiguous"]:
+            raise RuntimeError(f"the probe's {layout} batch is contiguous: this case tests nothing")
+        expect_close(obs["out"], x.reshape(x.shape[0] // m, m * x.shape[1], *x.shape[2:]), f"pack({what}, m={m})",
+                     "row j holds samples j·m … j·m+m−1 side by side along the channel axis")
+
+
 @spec.case("keeps gradients")
 def _(fn):
     x = torch.randn(4, 2, requires_grad=True)
@@ -363,8 +385,30 @@ def _(fn):
     g = torch.Generator().manual_seed(2)
     w = torch.randn(3, 4, 4, generator=g)
     w = 2.0 * w / w.norm()  # ‖∇D‖ over (C, H, W) = 2 → penalty exactly 1
-    out = _penalty(fn, ("linear", w), torch.randn(8, 3, 4, 4, generator=g),
-                   torch.randn(8, 3, 4, 4, generator=g))["out"]
+    try:
+        out = _penalty(fn, ("linear", w), torch.randn(8, 3, 4, 4, generator=g),
+                       torch.randn(8, 3, 4, 4, generator=g))["out"]
+    except RuntimeError as e:
+        if "must match the size of tensor" not in str(e):
+            raise
+        raise CheckFailure("on images (N, C, H, W) = (8, 3, 4, 4) your penalty raised a broadcasting error "
+                           f"(torch: \"{str(e).splitlines()[0][:110]}\"): ε must hold one value per sample and "
+                           "broadcast over all the other axes, shape (N, 1, 1, 1) for images — an (N, 1) ε lines "
+                           "up with the last two axes (H, W) instead. Draw torch.rand(N, *[1] * (real.dim() − 1), "
+                           "device=real.device, dtype=real.dtype), which is (N, 1) for points") from None
+    # (N, 1) ε on images whose H equals N broadcasts without an error, one ε per row of pixels
+    real, fake = torch.randn(4, 1, 4, 3, generator=g), torch.randn(4, 1, 4, 3, generator=g)
+    seen = _penalty(fn, ("recorder", (1, 4, 3), 0), real, fake)["seen"]
+    pts = seen[-1] if seen else None
+    if pts is not None and pts.shape == real.shape:
+        d, r = (real - fake).flatten(1).double(), (pts - fake).flatten(1).double()
+        e = (r * d).sum(1, keepdim=True) / (d * d).sum(1, keepdim=True)   # the best single ε per sample
+        if not torch.allclose(r, e * d, atol=1e-4):
+            raise CheckFailure("on images (N, C, H, W) = (4, 1, 4, 3) your interpolates mix ε values within "
+                               "an image: ε must hold one value per sample and broadcast over all the other "
+                               "axes, shape (N, 1, 1, 1) for images — an (N, 1) ε lines up with the last two "
+                               "axes (H, W), here one ε per row of pixels. Draw torch.rand(N, *[1] * "
+                               "(real.dim() − 1), device=real.device, dtype=real.dtype)")
     expect_tensor(out, (), "the penalty")
     v = float(out.detach())
     if not math.isclose(v, 1.0, rel_tol=1e-3):

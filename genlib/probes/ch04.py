@@ -79,3 +79,17 @@ def penalty_on_device(fn, w, n, device, dtype):
         return {"tensor": False, "type": type(out).__name__}
     return {"tensor": True, "device": out.device.type, "dtype": out.dtype,
             "where": f"{out.dtype} on {out.device}"}
+
+
+def pack_strided(fn, x, m, layout):
+    """``fn(x', m)`` with x' = x laid out non-contiguously in memory, built here because tensors
+    reach the grading worker contiguous: ``layout`` "t" (x' = x.t().contiguous().t()) or
+    "channels_last" (x' = x.contiguous(memory_format=torch.channels_last)). The result, and whether
+    x' really was non-contiguous."""
+    if layout == "t":
+        xs = x.t().contiguous().t()
+    elif layout == "channels_last":
+        xs = x.contiguous(memory_format=torch.channels_last)
+    else:
+        raise ValueError(f"unknown layout {layout!r}")
+    return {"out": fn(xs, m), "contiguous": xs.is_contiguous()}
