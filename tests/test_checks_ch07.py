@@ -113,7 +113,11 @@ QS_GALLERY = [
      + (1 - a.view(-1, 1, 1, 1)).sqrt() * n,
      "ᾱ broadcast over points (N, 2) and images (N, C, H, W)", "view(-1, 1, 1, 1)"),
     ("float64 turned into float32", lambda x0, a, n: _q(x0.float(), a.float(), n.float()),
-     "as the chapter calls it: float64 points, one ᾱ expanded over the batch", "float64"),
+     "as the chapter calls it: one ᾱ expanded over the batch, float32 and float64 inputs", "dtype of the inputs"),
+    # learners 07-10 (defect 5): the float64 upcast was told "the chapter runs q_sample in float64"
+    ("float32 turned into float64", lambda x0, a, n: _q(x0.double(), a.double(), n.double()),
+     "as the chapter calls it: one ᾱ expanded over the batch, float32 and float64 inputs",
+     "came back as torch.float64 for torch.float32 inputs"),
 ]
 
 
@@ -234,6 +238,9 @@ DL_GALLERY = [
      "no gradient"),
     ("in place on x0", lambda m, x0, s: _loss(m, x0, s, x_fn=lambda x0, a, e: x0.mul_(a.sqrt()).add_((1 - a).sqrt() * e)),
      "x_t built with ᾱ at the sampled t, target the noise", "in place"),
+    # learners 07-10 (issue 4): the 1-based draw got only torch's IndexError
+    ("1-based t, randint(1, T + 1)", lambda m, x0, s: _loss(m, x0, s, t_fn=lambda n, T: torch.randint(1, T + 1, (n,))),
+     "x_t built with ᾱ at the sampled t, target the noise", "t runs over 0 … T − 1"),
 ]
 
 
@@ -294,6 +301,14 @@ DD_GALLERY = [
      "ᾱ broadcast over points and images", "fixed number of dimensions"),
     ("x0 estimate clipped to [-1, 1]", lambda x, e, a, p: _ddim(x, e, a, p, x0_fn=lambda x, e, a: ((x - (1 - a).sqrt() * e) / a.sqrt()).clamp(-1, 1)),
      "x̂0 = (x_t − √(1 − ᾱ_t)·ε)/√ᾱ_t, then re-noised to ᾱ_prev", "clipped"),
+    # learners 07-10 (issue 4): x̂0 without square roots was told the generic formula
+    ("x0 estimate without square roots", lambda x, e, a, p: _ddim(x, e, a, p, x0_fn=lambda x, e, a: (x - (1 - a) * e) / a),
+     "x̂0 = (x_t − √(1 − ᾱ_t)·ε)/√ᾱ_t, then re-noised to ᾱ_prev", "no square roots"),
+    ("no square roots anywhere", lambda x, e, a, p: _ddim(x, e, a, p, x0_fn=lambda x, e, a: (x - (1 - a) * e) / a,
+                                                          out_fn=lambda x0, e, p, a, xt: p * x0 + (1 - p) * e),
+     "x̂0 = (x_t − √(1 − ᾱ_t)·ε)/√ᾱ_t, then re-noised to ᾱ_prev", "no square roots anywhere"),
+    ("x0 estimate divided by alpha_bar", lambda x, e, a, p: _ddim(x, e, a, p, x0_fn=lambda x, e, a: (x - (1 - a).sqrt() * e) / a),
+     "x̂0 = (x_t − √(1 − ᾱ_t)·ε)/√ᾱ_t, then re-noised to ᾱ_prev", "divide by its square root"),
     ("returns the x0 estimate", lambda x, e, a, p: _ddim(x, e, a, p, out_fn=lambda x0, e, p, a, xt: x0),
      "x̂0 = (x_t − √(1 − ᾱ_t)·ε)/√ᾱ_t, then re-noised to ᾱ_prev", "x0 estimate"),
     ("DDPM posterior mean", lambda x, e, a, p: _ddim(x, e, a, p, out_fn=lambda x0, e, p, a, xt:
@@ -466,6 +481,9 @@ FM_GALLERY = [
      "one number: the mean squared error of the velocity", "(N, 1, ..., 1) t"),
     ("model given t[:, None]", lambda m, x0, x1, t, y=None: _fm(m, x0, x1, t, y, t_in=lambda t: t[:, None]),
      "one number: the mean squared error of the velocity", "shape (N,)"),
+    # learners 07-10 (issue 4): a loss that draws its own t was told the generic formula
+    ("own t drawn inside the loss", lambda m, x0, x1, t, y=None: _fm(m, x0, x1, torch.rand_like(t), y),
+     "one number: the mean squared error of the velocity", "draws its own t"),
 ]
 
 

@@ -8,6 +8,7 @@ Every check compares against formulas written out here (not against genlib's own
 when the learner's numbers equal a known wrong formula it names that mistake.
 """
 import math
+import re
 
 import torch
 
@@ -243,7 +244,7 @@ def _(fn):
     _untouched(fn, _q_inputs((4, 1, 8, 8), 3), ("x0", "alpha_bar", "noise"))
 
 
-@qs.case("as the chapter calls it: float64 points, one ᾱ expanded over the batch")
+@qs.case("as the chapter calls it: one ᾱ expanded over the batch, float32 and float64 inputs")
 def _(fn):
     # the chapter's calls: q_sample(x0_f64, ab64[t].expand(N), noise_f64) and a float32 ring with
     # schedule.alpha_bar[t].expand(N); an expanded ᾱ has stride 0, and float64 must stay float64
@@ -257,8 +258,11 @@ def _(fn):
         _extra_dims(out, x0, "alpha_bar")
         expect_tensor(out, x0.shape, "x_t")
         if out.dtype != dtype:
-            raise CheckFailure(f"x_t has dtype {out.dtype} for {dtype} inputs: keep the inputs' dtype (no "
-                               ".float(), no torch.tensor(...) around ᾱ); the chapter runs q_sample in float64")
+            raise CheckFailure(f"x_t came back as {out.dtype} for {dtype} inputs: return x_t in the dtype of "
+                               "the inputs. The chapter calls q_sample both with float32 tensors (for its "
+                               "float32 networks) and with float64 tensors, and a result in another dtype "
+                               "breaks the next step. Do not convert inside (no .float(), .double() or "
+                               "torch.tensor(...) around ᾱ), or convert the result back with .to(x0.dtype)")
         if not _close(out, _q_ref(x0.double(), ab.double(), noise.double()), 1e-5):
             raise CheckFailure(f"with ᾱ = schedule.alpha_bar[{t}].expand(N) (a 0-d value broadcast over the "
                                "batch, as the chapter passes it) x_t differs from √ᾱ·x0 + √(1 − ᾱ)·noise")
@@ -274,7 +278,18 @@ _EpsProbe = P.EpsProbe  # the instrumented ε-model lives in genlib.probes.ch07
 
 def _eps_loss(fn, x0, sch, mode="ab", **kw):
     """The learner's loss on an _EpsProbe, run where the learner's function lives (a probe)."""
-    return probe(fn, P.eps_loss, x0, sch.betas, mode, **kw)
+    try:
+        return probe(fn, P.eps_loss, x0, sch.betas, mode, **kw)
+    except IndexError as e:
+        m = re.search(r"index (-?\d+) is out of bounds for dimension 0 with size (\d+)", str(e))
+        if not m or int(m.group(2)) != sch.T:
+            raise
+        i, T = int(m.group(1)), sch.T
+        raise CheckFailure(f"your loss indexed the schedule at {i}, outside 0 … T − 1 = 0 … {T - 1} (torch: "
+                           f"\"{str(e).splitlines()[0][:80]}\"). Here the steps are 0-based, t runs over 0 … T − 1 "
+                           "(the papers' 1 … T shifted down by one), and schedule.alpha_bar[t] has T entries: "
+                           "draw t = torch.randint(0, schedule.T, (N,)) — randint's upper bound is exclusive — "
+                           "and use that same t for ᾱ and for the model") from None
 
 
 def _loss_inputs(seed=0, shape=(256, 2)):
@@ -517,6 +532,14 @@ def _(fn):
     wrong = [
         (_ddim_ref(x_t, eps, ab_prev, ab_t), "ᾱ_t and ᾱ_prev are swapped: the step goes the wrong way "
          "(towards more noise). x̂0 uses ᾱ_t; the result is re-noised to the earlier, larger ᾱ_prev"),
+        (p.sqrt() * (x_t - (1 - a) * eps) / a + (1 - p).sqrt() * eps,
+         "x̂0 = (x_t − (1 − ᾱ_t)·ε)/ᾱ_t has no square roots: ᾱ_t and 1 − ᾱ_t are variances, the "
+         "coefficients are their square roots, x̂0 = (x_t − √(1 − ᾱ_t)·ε)/√ᾱ_t"),
+        (p * (x_t - (1 - a) * eps) / a + (1 - p) * eps,
+         "no square roots anywhere: ᾱ and 1 − ᾱ are variances, the coefficients are their square roots, "
+         "x̂0 = (x_t − √(1 − ᾱ_t)·ε)/√ᾱ_t and x_prev = √ᾱ_prev·x̂0 + √(1 − ᾱ_prev)·ε"),
+        (p.sqrt() * (x_t - (1 - a).sqrt() * eps) / a + (1 - p).sqrt() * eps,
+         "x̂0 is divided by ᾱ_t: divide by its square root, x̂0 = (x_t − √(1 − ᾱ_t)·ε)/√ᾱ_t"),
         (p.sqrt() * (x_t - (1 - a) * eps) / a.sqrt() + (1 - p).sqrt() * eps,
          "x̂0 subtracts (1 − ᾱ_t)·ε: the noise's standard deviation √(1 − ᾱ_t) belongs there, not its "
          "variance (σ² used where σ belongs)"),
@@ -869,7 +892,8 @@ def _fm_obs(fn, x0, x1, t, y=None, **kw):
 @fm.case("one number: the mean squared error of the velocity")
 def _(fn):
     x0, x1, t = _fm_inputs((64, 2), 0)
-    out = _scalar(_fm_obs(fn, x0, x1, t)["out"])
+    obs = _fm_obs(fn, x0, x1, t)
+    out = _scalar(obs["out"])
     if out.dtype != x0.dtype:
         raise CheckFailure(f"for {x0.dtype} inputs your loss is {out.dtype}: the chapter compares it with "
                            "genlib's by torch.allclose, which refuses mixed dtypes — compute in the inputs' "
@@ -878,6 +902,12 @@ def _(fn):
         want = _fm_ref(_VProbe(), x0, x1, t)
     if _close(out, want):
         return
+    t_in = obs["calls"][-1][1]
+    if not (_close(t_in, t, 1e-6) or _close(t_in, 1 - t, 1e-6)):
+        raise CheckFailure("the model got a t that is not the t passed in: your loss draws its own t (e.g. "
+                           "torch.rand inside the loss) or changes it. Use the argument t as it is, for x_t = "
+                           "(1 − t)·x0 + t·x1 and for the model: the caller draws t, so that the check, the "
+                           "chapter's training loop and the sampler agree on it")
     m = _VProbe()
     with torch.no_grad():
         tt = t[:, None]
