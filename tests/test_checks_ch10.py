@@ -130,7 +130,22 @@ RK_GALLERY = [
     # review turn 3 (ch10 M3): formula errors were also told "index ᾱ with the whole t tensor"
     ("posterior mean in the hole, no noise", lambda *a: _rk(*a, unknown=_posterior_mean),
      "the hole gets the model's DDPM step", "ancestral step"),
+    # learners 07-10 (issue 4): one ᾱ for the whole batch in the known part was told the generic formula
+    ("known part re-noised with the first image's alpha_bar", lambda *a: _rk(*a, known=_known_first_t),
+     "the known pixels are the ground truth re-noised to t − 1", "one ᾱ for the whole batch"),
+    ("hole stepped with the first image's t", lambda *a: _rk(*a, unknown=_hole_first_t),
+     "the hole gets the model's DDPM step", "first image's t"),
 ]
+
+
+def _known_first_t(x_t, eps, x0, mask, t, betas, zm, zk):
+    i = int(t[0])                                         # one ᾱ_{t−1} for every image
+    a = Schedule(betas).alpha_bar[i - 1] if i > 0 else torch.tensor(1.0)
+    return a.sqrt() * x0 + (1 - a).sqrt() * zk
+
+
+def _hole_first_t(x_t, eps, x0, mask, t, betas, zm, zk):
+    return ddpm_step(x_t, eps, t[0].expand_as(t), Schedule(betas), zm)
 
 
 
@@ -219,6 +234,16 @@ MS_GALLERY = [
     ("SSIM on [0, 1]-rescaled images with L = 1", lambda x, y, m, L: (
         _ps(_mse(x, y, m), L), _ssim_hole((x + L / 2) / L, (y + L / 2) / L, m, 1.0)),
      "SSIM is the mean of ssim_map over the hole", "rescaled"),
+    # learners 07-10 (issue 4): images rescaled inside with (x + 1) / 2 were told the generic formula
+    ("images rescaled inside with (x + 1) / 2", lambda x, y, m, L: masked_psnr_ssim((x + 1) / 2, (y + 1) / 2, m, L),
+     "PSNR on the hole, one value per image", "rescaled inside the function"),
+    ("images rescaled inside, scored with L = 1", lambda x, y, m, L: masked_psnr_ssim((x + 1) / 2, (y + 1) / 2, m, 1.0),
+     "PSNR with colour images and another data_range", "(x + 1) / 2"),
+    ("images rescaled by 1/255 inside", lambda x, y, m, L: (_ps(_mse(x / 255, y / 255, m), L), _ssim_hole(x, y, m, L)),
+     "PSNR on the hole, one value per image", "+48.13 dB"),
+    ("SSIM only on (x + 1) / 2-rescaled images", lambda x, y, m, L: (
+        _ps(_mse(x, y, m), L), _ssim_hole((x + 1) / 2, (y + 1) / 2, m, L)),
+     "SSIM is the mean of ssim_map over the hole", "(x + 1) / 2"),
 ]
 
 

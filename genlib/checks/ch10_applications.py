@@ -106,6 +106,15 @@ def _rp_diagnose(out, args, region):
             raise CheckFailure("every image was stepped with the first image's t (t[0], .item() or int(t)): "
                                "each image has its own time step; index ᾱ and β with the whole t tensor and "
                                "reshape to (N, 1, 1, 1)")
+        if same(_rp_parts(*t0)[1]["right"]) and not torch.equal(r, mask):
+            raise CheckFailure("the known pixels were re-noised with one ᾱ for the whole batch, the first "
+                               "image's ᾱ_{t−1} (t[0], .item() or int(t)): each image has its own t, so index "
+                               "ᾱ with the whole tensor, ᾱ[t − 1] (1 where t = 0), and reshape it to "
+                               "(N, 1, 1, 1) to broadcast over each image")
+        if same(_rp_parts(*t0)[0]) and torch.equal(r, mask):
+            raise CheckFailure("the hole was stepped with the first image's t for the whole batch (t[0], "
+                               ".item() or int(t)): each image has its own time step; index ᾱ and β with the "
+                               "whole t tensor and reshape to (N, 1, 1, 1)")
     if (t == 0).any() and not torch.equal(noised["clamped"], noised["right"]) and same(noised["clamped"]):
         raise CheckFailure("at t = 0 you used ᾱ_0 (an index clamped with clamp(t − 1, 0) or max(t − 1, 0)): "
                            "there is no step before 0, ᾱ_{−1} = 1, so at the last step the known pixels come "
@@ -285,6 +294,7 @@ def _ms_variants(x, y, mask, data_range):
     cnt = m.flatten(1).sum(1)
     mse = (m * d2).flatten(1).sum(1) / cnt
     return {
+        "rescaled": ps(mse / 4),
         "all pixels": ps(d2.flatten(1).mean(1)),
         "inverted": ps(((1 - m) * d2).flatten(1).sum(1) / (1 - m).flatten(1).sum(1)),
         "sum": ps((m * d2).flatten(1).sum(1)),
@@ -301,6 +311,10 @@ def _ms_variants(x, y, mask, data_range):
 
 
 _MS_NAMES = {
+    "rescaled": "your PSNR is 6.02 dB too high for every image: the squared errors are 4× too small, as when "
+                "the images are rescaled inside the function ((x + 1) / 2 maps [−1, 1] to [0, 1] and halves "
+                "every difference) while data_range stays as passed. Score x and y as given, in their own "
+                "value range [0, data_range] or [−data_range/2, data_range/2]; do not rescale them",
     "all pixels": "you averaged the error over every pixel: only the hole (mask = 1) counts; the known "
                   "pixels are copied and would inflate the score",
     "inverted": "the mask is inverted: mask = 1 marks the hole, the pixels that were filled in and must be scored",
@@ -309,7 +323,9 @@ _MS_NAMES = {
     "hole share": "you divided the hole's squared error by ALL pixels (a mean over the whole image of "
                   "mask·err²): divide by the number of hole entries instead",
     "range 1": "data_range is wrong: use the argument (2 for images in [-1, 1]), not 1",
-    "range 2": "data_range is hard-coded to 2: use the argument data_range (255 for 8-bit images, 2 for [-1, 1])",
+    "range 2": "data_range is hard-coded to 2 (or, the same number here, the images were rescaled inside the "
+               "function with (x + 1) / 2 and scored with data_range 1): score x and y as given, with the "
+               "argument data_range (255 for 8-bit images, 2 for [-1, 1])",
     "range 255": "data_range is wrong: use the argument, not 255",
     "range observed": "data_range is the span of the pixel scale (the argument), not the observed "
                       "max − min of the images",
@@ -342,6 +358,14 @@ def _ms_psnr_case(fn, c, data_range, seed, full_mask=False):
     for key, wrong in _ms_variants(x, y, mask, data_range).items():
         if torch.allclose(p, wrong, rtol=1e-4, atol=1e-4):
             raise CheckFailure(_MS_NAMES[key])
+    off = p - want
+    if bool(torch.isfinite(off).all()) and off.abs().min() > 0.05 and torch.allclose(off, off.mean().expand_as(off),
+                                                                                    atol=1e-3):
+        k = 10 ** (-off.mean().item() / 20)
+        raise CheckFailure(f"your PSNR is off by {off.mean().item():+.2f} dB for every image: the errors are "
+                           f"scaled by a constant (×{k:.3g}) relative to data_range, as when the images are "
+                           "rescaled inside the function (x / 255, (x + 1) / 2, …) or data_range is changed. "
+                           "Score x and y as given, with the data_range argument")
     raise CheckFailure("PSNR differs from 10·log10(data_range² / MSE) with the MSE averaged over the "
                        "hole's entries of each image")
 
@@ -380,6 +404,9 @@ def _ssim_named(s, x, y, mask, data_range):
                            "per pixel of the (N, C, H, W) SSIM map; expand it (mask.expand_as(x)) before summing")
     if x.shape[1] > 1 and same(hole(smap[:, :1], m[:, :1])):
         raise CheckFailure("your SSIM uses channel 0 only: average the map over every channel of the hole")
+    if same(hole(ssim_map((x + 1) / 2, (y + 1) / 2, data_range))) or same(hole(ssim_map((x + 1) / 2, (y + 1) / 2, 1.0))):
+        raise CheckFailure("you rescaled the images inside the function ((x + 1) / 2): SSIM's constants assume "
+                           "the images' own scale, so score x and y as given with ssim_map(x, y, data_range)")
     lo = -data_range / 2
     rescaled = ssim_map((x - lo) / data_range, (y - lo) / data_range, 1.0)
     if same(hole(rescaled)):
