@@ -408,6 +408,49 @@ def test_cli_shows_key_points_and_stats_still_work(tmp_path):
     assert code == 0 and text.count("Key points") == len(interview.load_bank(topic="modes"))
 
 
+def test_evidence_speed_claims_times_on_the_process_clock_with_one_thread(monkeypatch):
+    """ch09-speed review E7: the docstring says CPU time of this process on one thread, but the KV
+    cache and decoding rows used the wall clock. Every timing it asks genlib.speed for must use the
+    process clock, with one intra-op thread set at that moment, and the thread count is restored.
+    The models, the sampler and the timer are stubbed (nothing is timed here): the test checks what
+    the function asks for; the myth test in test_bank runs it for real."""
+    import torch
+
+    import genlib.diffusion
+    import genlib.flow
+    from genlib import speed
+
+    asked = []
+    fake_ms = iter([1.0, 100.0, 1.0, 10.0])  # reflow 1 NFE, flow 32 NFE, attention small, large
+
+    def time_fn(fn, *args, clock="wall", **kwargs):
+        asked.append(("time_fn", clock, torch.get_num_threads()))
+        return {"median_ms": next(fake_ms)}
+
+    def kv_cache_rows(models, lengths, *args, clock="wall", **kwargs):
+        asked.append(("kv_cache_rows", clock, torch.get_num_threads()))
+        return [{"identical": True, "speedup": 5.0}]
+
+    def decoding_rows(models, batches, steps, *args, clock="wall", **kwargs):
+        asked.append(("decoding_rows", clock, torch.get_num_threads()))
+        return [{"method": "AR, KV cache", "timing": {"median_ms": 3.0}},
+                {"method": "MaskGIT 8 steps", "timing": {"median_ms": 1.0}}]
+
+    monkeypatch.setattr(speed, "time_fn", time_fn)
+    monkeypatch.setattr(speed, "kv_cache_rows", kv_cache_rows)
+    monkeypatch.setattr(speed, "decoding_rows", decoding_rows)
+    monkeypatch.setattr(speed, "token_models", lambda lengths: {})
+    monkeypatch.setattr(genlib.diffusion, "load_pretrained", lambda name: None)
+    monkeypatch.setattr(genlib.diffusion, "digits_eval", lambda x, y: {"fid": 0.2})
+    monkeypatch.setattr(genlib.flow, "sample_euler", lambda model, z, steps, y: z)
+    before = torch.get_num_threads()
+    interview.evidence_speed_claims(n=10)
+    assert [a[0] for a in asked] == ["time_fn", "time_fn", "kv_cache_rows", "decoding_rows",
+                                     "time_fn", "time_fn"], asked
+    assert {a[1:] for a in asked} == {("process", 1)}, asked
+    assert torch.get_num_threads() == before
+
+
 def test_quiz_does_not_import_torch():
     """`genlib quiz` needs only the standard library: bench (which imports torch) is not loaded."""
     code = ("import sys; from genlib.cli import main; "
