@@ -3,8 +3,9 @@
 FID, KID, precision/recall and IS compare images through a network's eyes. The papers use
 Inception-v3 on 299×299 ImageNet-style photos; for the offline 8×8 digits that network is both
 unavailable and meaningless, so genlib ships a small CNN trained on the digits' train split
-(``scripts/train_features.py`` rebuilds ``weights/digits_cnn.pt`` bit for bit on a CPU). Every
-learner gets the same network and therefore the same metric values.
+(``scripts/train_features.py`` rebuilds ``weights/digits_cnn.pt``: bit for bit only on some CPUs;
+its ``--check`` verifies held-out accuracy within 0.02). Every learner gets the same shipped network and
+therefore the same metric values.
 
 =====================  ===========================================================
 ``digits_classifier``  the CNN (eval mode): (N,1,8,8) in [-1,1] → logits (N,10)
