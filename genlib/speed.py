@@ -67,12 +67,17 @@ def _quantile(sorted_values, q: float) -> float:
 
 
 def summarize_ms(runs_ms) -> dict:
-    """Median, quartiles (q1, q3: the IQR), min and max of a list of milliseconds."""
+    """Median, quartiles (q1, q3: the IQR), min and max of a list of milliseconds.
+
+    With fewer than 5 runs, q1 and q3 are the min and the max: interpolated quartiles of 2–4 numbers
+    would show a spread narrower than the runs' own, and every decision built on q1/q3 (ratio ranges,
+    crossovers, "resolved") would be too confident."""
     runs = [float(r) for r in runs_ms]
     if not runs:
         raise ValueError("no timings to summarise")
     s = sorted(runs)
-    return {"median_ms": statistics.median(s), "q1_ms": _quantile(s, 0.25), "q3_ms": _quantile(s, 0.75),
+    q1, q3 = (_quantile(s, 0.25), _quantile(s, 0.75)) if len(s) >= 5 else (s[0], s[-1])
+    return {"median_ms": statistics.median(s), "q1_ms": q1, "q3_ms": q3,
             "min_ms": s[0], "max_ms": s[-1], "runs_ms": [round(r, 4) for r in runs], "repeats": len(runs)}
 
 
@@ -970,8 +975,9 @@ def markdown_speed(res: dict) -> str:
                 "shared machine; the threads lever alone is wall time)" if res.get("clock") == "process"
                 else "wall-clock time")
              + "; compare rows as ratios, not as absolute times — ratios between methods moved by up to 3× "
-               "between an Intel and an AMD CPU, directions did not — except bf16 autocast's, which flipped between "
-               "runs on the same CPU (read its row as this run only) and ratios near 1, which are ties.", ""]
+               "between an Intel and an AMD CPU, directions did not — except bf16 autocast's, which depends on the "
+               "CPU's bf16 support (slower than float32 on our AMD EPYC without AVX-512 BF16, faster on an Intel "
+               "Xeon), and ratios near 1, which are ties.", ""]
     d = res["digits"]
     seeds = d.get("seeds", 1)
     lines += [f"**One pass vs iterative on 8×8 digits** ({seeds} sampling seeds × n = {d['n']} samples per row, "

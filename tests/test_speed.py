@@ -41,7 +41,8 @@ def test_summarize_ms_quartiles_and_extremes():
     assert (s["median_ms"], s["q1_ms"], s["q3_ms"], s["min_ms"], s["max_ms"]) == (3.0, 2.0, 4.0, 1.0, 5.0)
     assert s["runs_ms"] == [5.0, 1.0, 3.0, 2.0, 4.0] and s["repeats"] == 5
     assert speed.summarize_ms([2.0])["q3_ms"] == 2.0
-    assert speed.summarize_ms([1.0, 2.0])["q1_ms"] == pytest.approx(1.25)
+    assert speed.summarize_ms([1.0, 2.0])["q1_ms"] == 1.0  # fewer than 5 runs: q1/q3 are the min/max
+    assert (speed.summarize_ms([3.0, 1.0, 2.0])["q1_ms"], speed.summarize_ms([3.0, 1.0, 2.0])["q3_ms"]) == (1.0, 3.0)
     with pytest.raises(ValueError):
         speed.summarize_ms([])
 
