@@ -6,7 +6,7 @@ the committed outputs are never touched — once per combination of
 
 * torch thread count (``--threads 1,4``): set before the notebook's first cell by an IPython startup
   file (``torch.set_num_threads`` plus ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``). A chapter that pins its
-  own thread count (04 and 05 pin one thread, for speed) keeps its pin: the row then shows that the
+  own thread count (02, 04, 05, 09 and 10 pin one thread, 08 two) keeps its pin: the row then shows that the
   chapter does not depend on the caller's setting;
 * Python environment (``--python``): the repository's ``.venv`` (the pinned torch) and any other
   interpreter, e.g. a venv with the newest torch on the registry. genlib itself is taken from this
@@ -141,8 +141,9 @@ def markdown(rows: list[dict], meta: dict) -> str:
         lines += [f"- {r['chapter']}, torch {r['torch']}, {r['threads']} thread(s): cell {r['failed_cell']}: {r['error']}"
                   for r in fails]
     lines += ["", "Times are wall seconds of `genlib execute` on a shared machine: compare within a row, not across "
-              "machines. Chapters 04 and 05 pin one torch thread themselves (tiny networks), so their thread "
-              "columns show that the caller's setting does not change them."]
+              "machines. Chapters 02, 04, 05, 09 and 10 pin one torch thread themselves and chapter 08 pins two, "
+              "so for them the thread columns show that the caller's setting does not change the result; 03, 06 "
+              "and 07 run at the caller's setting. The 4-thread runs had 2 cores: oversubscribed, hence slower."]
     return "\n".join(lines) + "\n"
 
 

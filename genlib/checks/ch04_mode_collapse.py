@@ -394,7 +394,7 @@ def _(fn):
         raise CheckFailure("on images (N, C, H, W) = (8, 3, 4, 4) your penalty raised a broadcasting error "
                            f"(torch: \"{str(e).splitlines()[0][:110]}\"): ε must hold one value per sample and "
                            "broadcast over all the other axes, shape (N, 1, 1, 1) for images — an (N, 1) ε lines "
-                           "up with the last two axes (H, W) instead. Draw torch.rand(N, *[1] * (real.dim() − 1), "
+                           "up with the last two axes (H, W) instead. Draw torch.rand(N, *[1] * (real.dim() - 1), "
                            "device=real.device, dtype=real.dtype), which is (N, 1) for points") from None
     # (N, 1) ε on images whose H equals N broadcasts without an error, one ε per row of pixels
     real, fake = torch.randn(4, 1, 4, 3, generator=g), torch.randn(4, 1, 4, 3, generator=g)
@@ -408,7 +408,7 @@ def _(fn):
                                "an image: ε must hold one value per sample and broadcast over all the other "
                                "axes, shape (N, 1, 1, 1) for images — an (N, 1) ε lines up with the last two "
                                "axes (H, W), here one ε per row of pixels. Draw torch.rand(N, *[1] * "
-                               "(real.dim() − 1), device=real.device, dtype=real.dtype)")
+                               "(real.dim() - 1), device=real.device, dtype=real.dtype)")
     expect_tensor(out, (), "the penalty")
     v = float(out.detach())
     if not math.isclose(v, 1.0, rel_tol=1e-3):

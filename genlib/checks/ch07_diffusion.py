@@ -260,8 +260,8 @@ def _(fn):
         if out.dtype != dtype:
             raise CheckFailure(f"x_t came back as {out.dtype} for {dtype} inputs: return x_t in the dtype of "
                                "the inputs. The chapter calls q_sample both with float32 tensors (for its "
-                               "float32 networks) and with float64 tensors, and a result in another dtype "
-                               "breaks the next step. Do not convert inside (no .float(), .double() or "
+                               "float32 networks) and with float64 tensors; a float64 result for float32 inputs "
+                               "crashes the float32 network it is fed to. Do not convert inside (no .float(), .double() or "
                                "torch.tensor(...) around ᾱ), or convert the result back with .to(x0.dtype)")
         if not _close(out, _q_ref(x0.double(), ab.double(), noise.double()), 1e-5):
             raise CheckFailure(f"with ᾱ = schedule.alpha_bar[{t}].expand(N) (a 0-d value broadcast over the "

@@ -313,8 +313,8 @@ def _ms_variants(x, y, mask, data_range):
 _MS_NAMES = {
     "rescaled": "your PSNR is 6.02 dB too high for every image: the squared errors are 4× too small, as when "
                 "the images are rescaled inside the function ((x + 1) / 2 maps [−1, 1] to [0, 1] and halves "
-                "every difference) while data_range stays as passed. Score x and y as given, in their own "
-                "value range [0, data_range] or [−data_range/2, data_range/2]; do not rescale them",
+                "every difference) while data_range stays as passed. Score x and y as given, with the "
+                "data_range passed; do not rescale them inside the function",
     "all pixels": "you averaged the error over every pixel: only the hole (mask = 1) counts; the known "
                   "pixels are copied and would inflate the score",
     "inverted": "the mask is inverted: mask = 1 marks the hole, the pixels that were filled in and must be scored",
@@ -405,8 +405,8 @@ def _ssim_named(s, x, y, mask, data_range):
     if x.shape[1] > 1 and same(hole(smap[:, :1], m[:, :1])):
         raise CheckFailure("your SSIM uses channel 0 only: average the map over every channel of the hole")
     if same(hole(ssim_map((x + 1) / 2, (y + 1) / 2, data_range))) or same(hole(ssim_map((x + 1) / 2, (y + 1) / 2, 1.0))):
-        raise CheckFailure("you rescaled the images inside the function ((x + 1) / 2): SSIM's constants assume "
-                           "the images' own scale, so score x and y as given with ssim_map(x, y, data_range)")
+        raise CheckFailure("you rescaled the images inside the function ((x + 1) / 2): SSIM's constants are set "
+                           "by the data_range passed, so score x and y as given with ssim_map(x, y, data_range)")
     lo = -data_range / 2
     rescaled = ssim_map((x - lo) / data_range, (y - lo) / data_range, 1.0)
     if same(hole(rescaled)):
