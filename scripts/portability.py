@@ -119,7 +119,8 @@ def run_one(nb: Path, python: str, threads: int, budget: str, timeout: int, lock
 def markdown(rows: list[dict], meta: dict) -> str:
     envs = sorted({(r["python"], r["torch"]) for r in rows}, key=lambda e: e[1])
     threads = sorted({r["threads"] for r in rows})
-    cols = [(p, t, n) for p, t in envs for n in threads]
+    cols = [(p, t, n) for p, t in envs for n in threads
+            if any(r["python"] == p and r["torch"] == t and r["threads"] == n for r in rows)]  # only columns that ran
     commands = "; ".join(f"`{c}`" for c in meta["commands"])
     lines = [f"Produced by {commands} on {meta['machine']} (budget {meta['budget']}).", "",
              "| chapter | " + " | ".join(f"torch {t}, {n} thread{'s' if n > 1 else ''}" for _, t, n in cols) + " |",
