@@ -619,6 +619,10 @@ def test_ctrl_c_real_signal_no_traceback(tmp_path):
         if select.select([proc.stdout], [], [], 1)[0]:
             seen += os.read(proc.stdout.fileno(), 65536)
     proc.send_signal(signal.SIGINT)
+    # wait with stdin still open, so only the signal can end the quiz: communicate() closes stdin at once,
+    # and on a loaded machine that end-of-input could reach the quiz before the signal (a clean-clone run
+    # once ended with "Done", exit 0, no "Stopped")
+    proc.wait(timeout=60)
     out, err = proc.communicate(timeout=60)
     out = (seen + out).decode()
     assert proc.returncode == 130, (out, err)
