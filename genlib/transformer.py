@@ -17,6 +17,8 @@ Both support classifier-free guidance on the logits: ``guided_logits(cond, uncon
 ``causal_mask``        (L, L) bool, True where query i may attend to key j (j ≤ i)
 ``guided_logits``      uncond + scale·(cond − uncond)
 ``sample_step``        logits (N, K) → token ids (N,) from softmax(logits/τ) with given uniforms
+``KVCache``            one layer's keys and values in preallocated buffers, filled left to right
+``kv_cache_bytes``     the formula: 2 · layers · tokens · kv_heads · head_dim · bytes per number
 =====================  =================================================================
 """
 from __future__ import annotations
@@ -54,12 +56,68 @@ def sample_step(logits: torch.Tensor, temperature: float = 1.0,
     return idx.clamp(max=logits.shape[-1] - 1)
 
 
+def kv_cache_bytes(layers: int, tokens: int, dim: int, heads: int, kv_heads: int | None = None,
+                   bytes_per_number: int = 4, batch: int = 1) -> int:
+    """Bytes a KV cache holds for ``batch`` sequences of ``tokens`` positions: keys and values (2) for
+    every layer and position, ``kv_heads`` heads of ``dim // heads`` numbers each.
+
+    ``kv_heads = heads`` (default) is multi-head attention; 1 is multi-query attention (Shazeer
+    2019); 1 < kv_heads < heads is grouped-query attention (Ainslie et al. 2023): the cache shrinks
+    by heads / kv_heads while the queries keep all heads."""
+    kv_heads = heads if kv_heads is None else kv_heads
+    if dim % heads or not 1 <= kv_heads <= heads or heads % kv_heads:
+        raise ValueError(f"need heads | dim and kv_heads | heads, got dim={dim}, heads={heads}, "
+                         f"kv_heads={kv_heads}")
+    return 2 * layers * tokens * kv_heads * (dim // heads) * bytes_per_number * batch
+
+
+class KVCache:
+    """One attention layer's keys and values in buffers allocated once, (N, H, capacity, d_head).
+
+    ``append(k, v)`` writes the new positions after the ``length`` already stored and returns views
+    of everything stored so far — no reallocation per step, unlike growing the cache with
+    ``torch.cat`` (which copies all earlier keys and values at every step: O(L²) bytes moved for L
+    tokens instead of O(L)). The buffers are allocated at the first ``append``, with the dtype and
+    device of the keys. ``nbytes`` is the memory the buffers hold (at capacity).
+    """
+
+    def __init__(self, capacity: int):
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity, self.length = capacity, 0
+        self.k = self.v = None
+
+    def append(self, k: torch.Tensor, v: torch.Tensor):
+        l, end = k.shape[2], self.length + k.shape[2]
+        if end > self.capacity:
+            raise ValueError(f"KV cache full: {self.length} + {l} positions > capacity {self.capacity}")
+        if self.k is None:
+            n, h, _, dh = k.shape
+            self.k = k.new_empty(n, h, self.capacity, dh)
+            self.v = v.new_empty(n, h, self.capacity, dh)
+        want = (self.k.shape[0], self.k.shape[1], l, self.k.shape[3])
+        if k.shape != want or v.shape != want or k.dtype != self.k.dtype or v.dtype != self.k.dtype:
+            raise ValueError(f"keys {tuple(k.shape)} {k.dtype} / values {tuple(v.shape)} {v.dtype} do not fit "
+                             f"this cache: (batch, heads, l, head_dim) = {want}, {self.k.dtype}")
+        self.k[:, :, self.length:end] = k
+        self.v[:, :, self.length:end] = v
+        self.length = end
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+    @property
+    def nbytes(self) -> int:
+        return 0 if self.k is None else self.k.nbytes + self.v.nbytes
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with an optional boolean mask and an optional KV cache.
 
-    x: (N, L, D). ``cache`` is a dict that, when given, receives this layer's keys and values and
-    supplies the earlier ones: new queries then attend to all cached positions plus, causally, to
-    the new ones.
+    x: (N, L, D). ``cache``, when given, receives this layer's keys and values and supplies the
+    earlier ones: new queries then attend to all cached positions plus, causally, to the new ones.
+    It is a ``KVCache`` (preallocated) or a dict (the naive cache, grown with ``torch.cat``, with the
+    causal mask rebuilt at every call — kept as the reference the preallocated one is measured
+    against). A single new query is the last position and may see every key, so the preallocated
+    path builds no mask for it.
     """
 
     def __init__(self, dim: int, heads: int):
@@ -68,16 +126,20 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x, causal: bool, cache: dict | None = None):
+    def forward(self, x, causal: bool, cache: KVCache | dict | None = None):
         n, l, d = x.shape
         q, k, v = self.qkv(x).view(n, l, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        if cache is not None:
+        need_mask = causal
+        if isinstance(cache, KVCache):
+            k, v = cache.append(k, v)
+            need_mask = causal and l > 1
+        elif cache is not None:
             if "k" in cache:
                 k = torch.cat([cache["k"], k], 2)
                 v = torch.cat([cache["v"], v], 2)
             cache["k"], cache["v"] = k, v
         att = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])        # (N, H, Lq, Lk)
-        if causal:
+        if need_mask:
             lk = k.shape[2]
             allowed = causal_mask(lk, x.device)[lk - l:]                  # the last Lq query rows
             att = att.masked_fill(~allowed, float("-inf"))
@@ -92,7 +154,7 @@ class Block(nn.Module):
         self.attn = Attention(dim, heads)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
 
-    def forward(self, x, causal: bool, cache: dict | None = None):
+    def forward(self, x, causal: bool, cache: KVCache | dict | None = None):
         x = x + self.attn(self.ln1(x), causal, cache)
         return x + self.mlp(self.ln2(x))
 
@@ -160,41 +222,53 @@ class TokenGPT(_TokenModel):
     @torch.no_grad()
     def generate(self, cond: torch.Tensor, guidance: float = 1.0, temperature: float = 1.0,
                  generator: torch.Generator | None = None, use_cache: bool = True,
-                 uniforms: torch.Tensor | None = None, return_logits: bool = False):
+                 uniforms: torch.Tensor | None = None, return_logits: bool = False,
+                 cache_impl: str = "preallocated"):
         """cond (N, n_cond) → image tokens (N, n_img), one token per step.
 
         ``use_cache=False`` recomputes the whole prefix of length t at every step t: O(t·d²) for
         the projections and MLPs plus O(t²·d) for attention, so O(L²·d² + L³·d) for a sequence of
         L tokens. With the cache each step feeds only the newest token against the stored keys and
         values: O(d² + t·d) per step, O(L·d² + L²·d) in all, for 2·layers·L·d stored numbers per
-        sequence. The two compute the same logits in exact arithmetic; in floating point they
-        differ by rounding (~1e-5 here), so from the same random numbers they give the same tokens
-        except when a uniform lands within that rounding of a CDF boundary (rare, not impossible).
+        sequence (``kv_cache_bytes``). The two compute the same logits in exact arithmetic; in
+        floating point they differ by rounding (~1e-5 here), so from the same random numbers they
+        give the same tokens except when a uniform lands within that rounding of a CDF boundary
+        (rare, not impossible).
+        ``cache_impl``: "preallocated" (``KVCache`` buffers, no mask for the one-token steps) or
+        "concat" (the naive cache grown with ``torch.cat``, mask rebuilt every step).
         ``uniforms`` (n_img, N) fixes the random numbers (default: drawn from ``generator``).
         ``return_logits``: also return the (guided) logits each token was drawn from, (N, n_img, K).
         """
+        if cache_impl not in ("preallocated", "concat"):
+            raise ValueError(f"cache_impl must be 'preallocated' or 'concat', got {cache_impl!r}")
         n = len(cond)
         if uniforms is None:
             uniforms = torch.rand(self.n_img, n, generator=generator).to(cond.device)
         guide = guidance != 1.0
         c = torch.cat([cond, self.null_cond(n, cond.device)]) if guide else cond
-        img = torch.zeros(len(c), 0, dtype=torch.long, device=cond.device)
-        caches = [dict() for _ in self.blocks] if use_cache else None
+        img = torch.zeros(len(c), self.n_img, dtype=torch.long, device=cond.device)
+        if not use_cache:
+            caches = None
+        elif cache_impl == "preallocated":
+            caches = [KVCache(self.n_cond + self.n_img - 1) for _ in self.blocks]
+        else:
+            caches = [dict() for _ in self.blocks]
         seen = []
         for t in range(self.n_img):
             if use_cache:
-                h = self._embed(c, None) if t == 0 else self._embed(None, img[:, -1:],
+                h = self._embed(c, None) if t == 0 else self._embed(None, img[:, t - 1:t],
                                                                       self.n_cond + t - 1)
                 logits = self._run(h, True, caches)[:, -1]
             else:
-                logits = self._run(self._embed(c, img), True)[:, -1]
+                logits = self._run(self._embed(c, img[:, :t]), True)[:, -1]
             if guide:
                 logits = guided_logits(logits[:n], logits[n:], guidance)
             if return_logits:
                 seen.append(logits)
             tok = sample_step(logits, temperature, uniforms[t])
-            img = torch.cat([img, torch.cat([tok, tok]).unsqueeze(1) if guide
-                             else tok.unsqueeze(1)], 1)
+            img[:n, t] = tok
+            if guide:
+                img[n:, t] = tok
         return (img[:n], torch.stack(seen, 1)) if return_logits else img[:n]
 
 

@@ -1,7 +1,10 @@
 """genlib.transformer: causal mask, KV cache = no cache, guidance, sampling step, MaskGIT."""
 import torch
 
-from genlib.transformer import MaskGIT, TokenGPT, causal_mask, guided_logits, sample_step
+import pytest
+
+from genlib.transformer import (KVCache, MaskGIT, TokenGPT, causal_mask, guided_logits, kv_cache_bytes,
+                               sample_step)
 
 
 def _gpt(seed=0):
@@ -40,6 +43,60 @@ def test_kv_cache_gives_identical_samples():
         # the returned logits are the ones the tokens were drawn from: a teacher-forced full pass
         if guidance == 1.0:
             assert torch.allclose(m(cond, a)[:, :9], la, atol=1e-4)
+
+
+def test_preallocated_cache_matches_the_concat_cache_and_no_cache():
+    """The preallocated cache (no torch.cat, no mask for one-token steps) draws the same tokens from
+    the same random numbers as the naive cache and as no cache, with and without guidance."""
+    m = _gpt(2)
+    cond = torch.randint(5, (6, 3))
+    for guidance in (1.0, 3.0):
+        got = {}
+        for key, kw in {"pre": dict(use_cache=True), "cat": dict(use_cache=True, cache_impl="concat"),
+                        "none": dict(use_cache=False)}.items():
+            got[key] = m.generate(cond, guidance=guidance, generator=torch.Generator().manual_seed(5),
+                                  return_logits=True, **kw)
+        for key in ("cat", "none"):
+            assert torch.equal(got["pre"][0], got[key][0]), key
+            assert torch.allclose(got["pre"][1], got[key][1], atol=1e-4), key
+    with pytest.raises(ValueError, match="cache_impl"):
+        m.generate(cond, cache_impl="dict")
+
+
+def test_kv_cache_buffers_append_and_refuse_overflow():
+    c = KVCache(5)
+    assert c.nbytes == 0 and c.length == 0
+    k, v = torch.randn(2, 4, 3, 8), torch.randn(2, 4, 3, 8)
+    ka, va = c.append(k, v)
+    assert torch.equal(ka, k) and torch.equal(va, v) and c.length == 3
+    buf = c.k.data_ptr()
+    k2, v2 = torch.randn(2, 4, 1, 8), torch.randn(2, 4, 1, 8)
+    ka, va = c.append(k2, v2)
+    assert ka.shape == (2, 4, 4, 8) and torch.equal(ka[:, :, 3:], k2) and torch.equal(va[:, :, :3], v)
+    assert c.k.data_ptr() == buf and ka.data_ptr() == buf        # no reallocation: views of one buffer
+    assert c.nbytes == 2 * 2 * 4 * 5 * 8 * 4
+    c.append(k2, v2)
+    with pytest.raises(ValueError, match="full"):
+        c.append(k2, v2)
+    with pytest.raises(ValueError):
+        KVCache(0)
+    c2 = KVCache(4)
+    c2.append(torch.randn(2, 4, 1, 8), torch.randn(2, 4, 1, 8))
+    for bad in (torch.randn(3, 4, 1, 8), torch.randn(2, 4, 1, 8, dtype=torch.float64)):
+        with pytest.raises(ValueError, match="do not fit"):
+            c2.append(bad, bad)
+
+
+def test_kv_cache_bytes_formula():
+    # 2 (k and v) · layers · tokens · heads · head_dim · 4 bytes
+    assert kv_cache_bytes(3, 67, 96, 4) == 2 * 3 * 67 * 96 * 4
+    assert kv_cache_bytes(3, 67, 96, 4, kv_heads=1) * 4 == kv_cache_bytes(3, 67, 96, 4)
+    assert kv_cache_bytes(3, 67, 96, 4, kv_heads=2, bytes_per_number=2, batch=8) == 2 * 3 * 67 * 48 * 2 * 8
+    for bad in (dict(kv_heads=3), dict(kv_heads=0), dict(kv_heads=8)):
+        with pytest.raises(ValueError):
+            kv_cache_bytes(3, 67, 96, 4, **bad)
+    with pytest.raises(ValueError):
+        kv_cache_bytes(3, 67, 96, 5)
 
 
 def test_cached_logits_equal_full_forward():
