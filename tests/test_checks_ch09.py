@@ -333,3 +333,211 @@ GG_GALLERY = [
 @pytest.mark.parametrize("label,fn,case,fragment", GG_GALLERY, ids=[g[0] for g in GG_GALLERY])
 def test_global_gradient_gallery_rejected(rejects, label, fn, case, fragment):
     first_rejects(rejects, GG, fn, case, fragment)
+
+
+# ----------------------------------------------------------------------------- preallocated cache
+CW = "speed.cache_write"
+
+
+def _cw(pos="length", advance="l", view="filled", copy=False, write=True, swap=False, check="strict"):
+    def fn(kb, vb, length, kn, vn):
+        l = kn.shape[2]
+        end = length + l
+        if check == "strict" and end > kb.shape[2]:
+            raise ValueError("full")
+        if check == "off by one" and end >= kb.shape[2]:
+            raise ValueError("full")
+        start = {"length": length, "zero": 0, "plus one": length + 1}[pos]
+        if swap:
+            kn, vn = vn, kn
+        if write:
+            kb[:, :, start:start + l] = kn
+            vb[:, :, start:start + l] = vn
+            kv, vv = kb[:, :, :end], vb[:, :, :end]
+        else:
+            kv, vv = torch.cat([kb[:, :, :length], kn], 2), torch.cat([vb[:, :, :length], vn], 2)
+        if view == "whole":
+            kv, vv = kb, vb
+        if copy:
+            kv, vv = kv.clone(), vv.clone()
+        return kv, vv, {"l": end, "one": length + 1, "none": length}[advance]
+    return fn
+
+
+def _cw_narrow(kb, vb, length, kn, vn):
+    end = length + kn.size(2)
+    if end > kb.size(2):
+        raise ValueError(f"no room for {kn.size(2)} more")
+    kb.narrow(2, length, kn.size(2)).copy_(kn)
+    vb.narrow(2, length, vn.size(2)).copy_(vn)
+    return kb.narrow(2, 0, end), vb.narrow(2, 0, end), np.int64(end)
+
+
+def _cw_index_copy(kb, vb, length, kn, vn):
+    idx = torch.arange(length, length + kn.shape[-2])
+    if idx[-1] >= kb.shape[-2]:
+        raise ValueError("cache full")
+    kb.index_copy_(2, idx, kn)
+    vb.index_copy_(2, idx, vn)
+    return kb[..., :idx[-1] + 1, :], vb[..., :idx[-1] + 1, :], torch.tensor(idx[-1].item() + 1)
+
+
+def _cw_torch_error(kb, vb, length, kn, vn):
+    try:
+        kb[:, :, length:length + kn.shape[2]] = kn
+        vb[:, :, length:length + vn.shape[2]] = vn
+    except RuntimeError as e:
+        raise ValueError("cache full") from e
+    end = length + kn.shape[2]
+    return kb[:, :, :end], vb[:, :, :end], end
+
+
+def _cw_index_error(kb, vb, length, kn, vn):
+    if length + kn.shape[2] > kb.shape[2]:
+        raise IndexError("KV cache full")
+    return _cw()(kb, vb, length, kn, vn)
+
+
+def _cw_only_new(kb, vb, length, kn, vn):
+    end = length + kn.shape[2]
+    _cw()(kb, vb, length, kn, vn)
+    return kb[:, :, length:end], vb[:, :, length:end], end
+
+
+def _cw_vk(kb, vb, length, kn, vn):
+    k, v, n = _cw()(kb, vb, length, kn, vn)
+    return v, k, n
+
+
+def _cw_broadcast(kb, vb, length, kn, vn):
+    if length + kn.shape[2] > kb.shape[2]:
+        raise ValueError("full")
+    kb[:, :, length:] = kn
+    vb[:, :, length:] = vn
+    end = length + kn.shape[2]
+    return kb[:, :, :end], vb[:, :, :end], end
+
+
+def _cw_first_shortcut(kb, vb, length, kn, vn):
+    if length == 0:
+        return kn, vn, kn.shape[2]
+    return _cw()(kb, vb, length, kn, vn)
+
+
+def _cw_accumulate(kb, vb, length, kn, vn):
+    end = length + kn.shape[2]
+    if end > kb.shape[2]:
+        raise ValueError("full")
+    kb[:, :, length:end] += kn
+    vb[:, :, length:end] += vn
+    return kb[:, :, :end], vb[:, :, :end], end
+
+
+def _cw_k_into_v(kb, vb, length, kn, vn):
+    end = length + kn.shape[2]
+    if end > kb.shape[2]:
+        raise ValueError("full")
+    kb[:, :, length:end] = kn
+    vb[:, :, length:end] = kn
+    return kb[:, :, :end], vb[:, :, :end], end
+
+
+def _cw_one_position(kb, vb, length, kn, vn):
+    end = length + kn.shape[2]
+    if end > kb.shape[2]:
+        raise ValueError("full")
+    kb[:, :, length] = kn[:, :, 0]
+    vb[:, :, length] = vn[:, :, 0]
+    return kb[:, :, :end], vb[:, :, :end], end
+
+
+def _cw_loop(kb, vb, length, kn, vn):
+    l = kn.shape[2]
+    if length + l > kb.shape[2]:
+        raise ValueError("cache is full")
+    for i in range(l):
+        kb[:, :, length + i].copy_(kn[:, :, i])
+        vb[:, :, length + i].copy_(vn[:, :, i])
+    return [kb[..., :length + l, :], vb[..., :length + l, :], length + l]
+
+
+class _CacheFull(ValueError):
+    pass
+
+
+def _cw_subclass(kb, vb, length, kn, vn):
+    if length + kn.size(2) > kb.size(2):
+        raise _CacheFull(f"{length} + {kn.size(2)} > {kb.size(2)}")
+    return _cw(check="none")(kb, vb, length, kn, vn)
+
+
+def test_cache_write_accepted(accepts):
+    from genlib.checks.ch09_speed import cache_write
+    accepts(CW, cache_write)
+    accepts(CW, _cw())
+    accepts(CW, _cw_narrow)
+    accepts(CW, _cw_index_copy)
+    accepts(CW, _cw_loop)
+    accepts(CW, _cw_subclass)
+
+
+CW_GALLERY = [
+    ("torch.cat instead of writing", _cw(write=False), "writes into the buffers and returns views of them, no copy",
+     "were not written"),
+    ("returns the whole buffer", _cw(view="whole"), "writes into the buffers and returns views of them, no copy",
+     "whole capacity"),
+    ("returns a copy", _cw(copy=True), "writes into the buffers and returns views of them, no copy", "a copy"),
+    ("length not advanced", _cw(advance="none"), "keeps the earlier positions and writes the new ones right after them",
+     "old length"),
+    ("length advanced by one for a prefill", _cw(advance="one"),
+     "keeps the earlier positions and writes the new ones right after them", "prefill writes several"),
+    ("written at position 0", _cw(pos="zero"), "keeps the earlier positions and writes the new ones right after them",
+     "position 0"),
+    ("written one slot too far", _cw(pos="plus one"),
+     "keeps the earlier positions and writes the new ones right after them", "one slot too far"),
+    ("keys and values swapped", _cw(swap=True), "keeps the earlier positions and writes the new ones right after them",
+     "swapped"),
+    ("no capacity check", _cw(check="none"),
+     "a write that fills the cache exactly is allowed; one more raises ValueError", "silently dropped"),
+    # review helper-25: the wrong implementations below were let through or told the wrong cause
+    ("relies on PyTorch's shape error for a full cache", _cw_torch_error,
+     "a write that fills the cache exactly is allowed; one more raises ValueError", "silently dropped"),
+    ("raises IndexError when full", _cw_index_error,
+     "a write that fills the cache exactly is allowed; one more raises ValueError", "should be a ValueError"),
+    ("returns only the new positions", _cw_only_new, "writes into the buffers and returns views of them, no copy",
+     "starting at position 2"),
+    ("returns (v, k, n)", _cw_vk, "writes into the buffers and returns views of them, no copy", "wrong order"),
+    ("broadcasts into every free slot", _cw_broadcast,
+     "keeps the earlier positions and writes the new ones right after them", "every position from `length` on"),
+    ("returns k_new itself at length 0", _cw_first_shortcut,
+     "keeps the earlier positions and writes the new ones right after them", "at length 0"),
+    ("accumulates with +=", _cw_accumulate, "writes into the buffers and returns views of them, no copy",
+     "(+=)"),
+    ("k_new into v_buf", _cw_k_into_v, "keeps the earlier positions and writes the new ones right after them",
+     "went into v_buf"),
+    ("prefill writes one position", _cw_one_position,
+     "keeps the earlier positions and writes the new ones right after them", "only the first of the 3"),
+    ("full one position early", _cw(check="off by one"),
+     "a write that fills the cache exactly is allowed; one more raises ValueError", "fits exactly"),
+]
+
+
+@pytest.mark.parametrize("label,fn,case,fragment", CW_GALLERY, ids=[g[0] for g in CW_GALLERY])
+def test_cache_write_gallery_rejected(rejects, label, fn, case, fragment):
+    first_rejects(rejects, CW, fn, case, fragment)
+
+
+def test_cache_write_matches_transformer_kvcache():
+    """The exercise's reference and genlib.transformer.KVCache hold the same keys after the same writes."""
+    from genlib.checks.ch09_speed import cache_write
+    from genlib.transformer import KVCache
+
+    torch.manual_seed(0)
+    c = KVCache(7)
+    kb, vb = torch.zeros(2, 3, 7, 4), torch.zeros(2, 3, 7, 4)
+    n = 0
+    for l in (4, 1, 1, 1):
+        k, v = torch.randn(2, 3, l, 4), torch.randn(2, 3, l, 4)
+        ka, va = c.append(k, v)
+        kv, vv, n = cache_write(kb, vb, n, k, v)
+        assert torch.equal(ka, kv) and torch.equal(va, vv) and n == c.length

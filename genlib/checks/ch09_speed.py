@@ -2,6 +2,7 @@
 
 * ``speed.nfe``            network evaluations per sample of a sampler (guidance ×2, Heun ×2)
 * ``speed.kv_attend``      one decoding step of attention with a KV cache
+* ``speed.cache_write``    the preallocated cache's update: write in place, return views
 * ``speed.median_ms``      a timing with warm-up calls and the median of repeated runs
 * ``parallel.global_gradient``  what the all-reduce of data-parallel training must compute
 
@@ -11,6 +12,7 @@ when the learner's numbers equal it.
 from __future__ import annotations
 
 import math
+import numbers
 import statistics
 import time
 
@@ -294,6 +296,192 @@ def _(fn):
     if not (torch.equal(kc, kc0) and torch.equal(vc, vc0)):
         raise CheckFailure("your step wrote into the cache it was given (in place): return new tensors "
                            "(torch.cat makes one)")
+
+
+# ============================================================================ preallocated cache
+def cache_write(k_buf, v_buf, length, k_new, v_new):
+    """Write the new keys and values into preallocated cache buffers, in place.
+
+    k_buf, v_buf: (B, H, capacity, d), positions 0 … length−1 already filled; k_new, v_new:
+    (B, H, l, d), l ≥ 1 new positions. They go to positions length … length+l−1 of the buffers.
+    Returns (k_view, v_view, new_length): new_length = length + l, and the views are the filled part
+    of the buffers, ``buf[:, :, :new_length]`` — slices, so no memory is copied. Raises ValueError
+    when the l new positions do not fit in the capacity.
+    """
+    end = length + k_new.shape[2]
+    if end > k_buf.shape[2]:
+        raise ValueError(f"cache full: {length} + {k_new.shape[2]} positions > capacity {k_buf.shape[2]}")
+    k_buf[:, :, length:end] = k_new
+    v_buf[:, :, length:end] = v_new
+    return k_buf[:, :, :end], v_buf[:, :, :end], end
+
+
+cw_spec = register("speed.cache_write", cache_write,
+                   "write k/v into the buffers at positions length … length+l−1 in place; return the "
+                   "filled views buf[:, :, :length+l] and the new length; ValueError when full",
+                   mutates=True)
+
+
+def _bufs(b=2, h=3, cap=6, d=4, filled=2, seed=0, garbage=float("nan")):
+    g = torch.Generator().manual_seed(seed)
+    kb, vb = torch.randn(b, h, cap, d, generator=g), torch.randn(b, h, cap, d, generator=g)
+    kb[:, :, filled:], vb[:, :, filled:] = garbage, garbage    # never written: garbage
+    return kb, vb
+
+
+def _new(b=2, h=3, l=1, d=4, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, h, l, d, generator=g), torch.randn(b, h, l, d, generator=g)
+
+
+def _write(fn, kb, vb, length, kn, vn):
+    kn0, vn0 = kn.clone(), vn.clone()
+    res = fn(kb, vb, length, kn, vn)
+    if not (torch.equal(kn, kn0) and torch.equal(vn, vn0)):
+        raise CheckFailure("your function changed k_new or v_new: only the buffers are written")
+    if not isinstance(res, (tuple, list)) or len(res) != 3:
+        raise CheckFailure("return three things: (k_view, v_view, new_length)")
+    kv, vv, n = res
+    if not torch.is_tensor(kv) or not torch.is_tensor(vv):
+        raise CheckFailure("k_view and v_view must be tensors (slices of the buffers)")
+    if torch.is_tensor(n) and n.numel() == 1 and not n.is_floating_point():
+        n = n.item()
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise CheckFailure(f"new_length should be an int (length + k_new.shape[2]), got {type(n).__name__}")
+    return kv, vv, int(n)
+
+
+def _same_storage(a, b) -> bool:
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+
+@cw_spec.case("writes into the buffers and returns views of them, no copy")
+def _(fn):
+    kb, vb = _bufs(garbage=0.25)                   # finite garbage: shows an accumulation (+=)
+    kn, vn = _new()
+    _write(fn, kb, vb, 2, kn, vn)
+    if torch.allclose(kb[:, :, 2:3], kn + 0.25) and not torch.allclose(kb[:, :, 2:3], kn):
+        raise CheckFailure("position `length` holds its old contents plus k_new: you added into the buffer (+=) "
+                           "instead of assigning. Unwritten memory is garbage (torch.empty); assign, "
+                           "k_buf[:, :, length:length + l] = k_new")
+    kb, vb = _bufs()
+    kb0 = kb.clone()
+    kn, vn = _new()
+    kv, vv, n = _write(fn, kb, vb, 2, kn, vn)
+    if torch.equal(kb.nan_to_num(7.0), kb0.nan_to_num(7.0)):
+        raise CheckFailure("the buffers were not written: the new key and value must go into k_buf and v_buf "
+                           "themselves (k_buf[:, :, length:length + l] = k_new). Building a new tensor "
+                           "(torch.cat, .clone()) is the reallocation the preallocated cache exists to avoid")
+    if kv.shape[2] == kb.shape[2] and n != kb.shape[2]:
+        raise CheckFailure(f"the views have the whole capacity ({kb.shape[2]} positions): return only the "
+                           "filled part, buf[:, :, :new_length] — the rest is memory never written, and the "
+                           "query must not attend to it")
+    if _same_storage(kv, vb) and _same_storage(vv, kb):
+        raise CheckFailure("the views come back in the wrong order: return (k_view, v_view, new_length)")
+    if not (_same_storage(kv, kb) and _same_storage(vv, vb)):
+        raise CheckFailure("the returned keys/values are a copy, not views of the buffers: slice the buffers "
+                           "(k_buf[:, :, :new_length]) so that no memory moves")
+    if kv.storage_offset() != kb.storage_offset():
+        raise CheckFailure(f"the views hold {kv.shape[2]} position(s) starting at position "
+                           f"{(kv.storage_offset() - kb.storage_offset()) // kb.stride(2)}: return everything "
+                           "filled so far, buf[:, :, :new_length] — the new query attends to the earlier tokens too")
+    expect_tensor(kv, (2, 3, 3, 4), "k_view")
+    expect_tensor(vv, (2, 3, 3, 4), "v_view")
+
+
+@cw_spec.case("keeps the earlier positions and writes the new ones right after them")
+def _(fn):
+    # the first write (length 0), one decoding step, and a prefill of several positions
+    for length, l, seed in ((0, 1, 3), (2, 1, 1), (2, 3, 2)):
+        kb, vb = _bufs(filled=length, seed=seed)
+        cap, end = kb.shape[2], length + l
+        old_k, old_v = kb[:, :, :length].clone(), vb[:, :, :length].clone()
+        kn, vn = _new(l=l, seed=seed + 10)
+        kv, vv, n = _write(fn, kb, vb, length, kn, vn)
+        if n == length:
+            raise CheckFailure("new_length is the old length: add the number of new positions, l = "
+                               "k_new.shape[2], or the next write lands on the same slot")
+        if n != end:
+            raise CheckFailure(f"new_length {n} after writing {l} position(s) at length {length}: expected {end} "
+                               "(length + k_new.shape[2] — a prefill writes several positions at once)")
+        here_k, here_v = kb[:, :, length:end], vb[:, :, length:end]
+        if torch.equal(here_k, kn) and torch.equal(here_v, vn) and torch.equal(kb[:, :, :length], old_k) \
+                and torch.equal(vb[:, :, :length], old_v):
+            if l == 1 and end < cap and torch.equal(kb[:, :, end:], kn.expand_as(kb[:, :, end:])):
+                raise CheckFailure("k_new went into every position from `length` on (k_buf[:, :, length:] = k_new "
+                                   "broadcasts it): stop at length + l, the rest of the buffer is for later tokens")
+            if not (torch.equal(kv, kb[:, :, :n]) and torch.equal(vv, vb[:, :, :n])):
+                raise CheckFailure("the returned views are not buf[:, :, :new_length]")
+            continue
+        if length == 0 and torch.equal(kv, kn) and not torch.equal(here_k, kn):
+            raise CheckFailure("at length 0 the buffers were not written (k_new itself was returned): the first "
+                               "write must go into the buffers too, or the next step attends to garbage")
+        if length and torch.equal(kb[:, :, :l], kn):
+            raise CheckFailure("the new key went to position 0, over the earlier ones: write at positions "
+                               "length … length + l − 1")
+        if end + 1 <= cap and torch.equal(kb[:, :, length + 1:end + 1], kn):
+            raise CheckFailure("the new key went one slot too far (position length + 1): position `length` is "
+                               "the first free one (0-based), and the gap left behind is garbage the query "
+                               "would attend to")
+        if torch.equal(here_k, vn) and torch.equal(here_v, kn):
+            raise CheckFailure("keys and values are swapped between the two buffers")
+        if torch.equal(here_v, kn):
+            raise CheckFailure("k_new went into v_buf: keys go to k_buf, values to v_buf")
+        if l > 1 and torch.equal(kb[:, :, length], kn[:, :, 0]):
+            raise CheckFailure(f"only the first of the {l} new positions was written: a prefill writes all of "
+                               "them, k_buf[:, :, length:length + l] = k_new")
+        if not torch.equal(kb[:, :, :length], old_k) or not torch.equal(vb[:, :, :length], old_v):
+            raise CheckFailure("an earlier position of the buffers changed: write only positions "
+                               "length … length + l − 1")
+        raise CheckFailure("positions length … length + l − 1 of the buffers do not hold k_new and v_new "
+                           "(k_buf[:, :, length:length + l] = k_new, v_buf[:, :, length:length + l] = v_new)")
+
+
+@cw_spec.case("a write that fills the cache exactly is allowed; one more raises ValueError")
+def _(fn):
+    kb, vb = _bufs(cap=4, filled=3)
+    kn, vn = _new(l=1)
+    try:
+        _write(fn, kb, vb, 3, kn, vn)
+    except ValueError as e:
+        raise CheckFailure(f"writing 1 position at length 3 into a capacity of 4 raised ValueError ({e}): "
+                           "that write fits exactly (positions 0 … 3); the cache is full only when "
+                           "length + l > capacity")
+    for length, l in ((4, 1), (3, 2)):
+        kb, vb = _bufs(cap=4, filled=min(length, 4))
+        kn, vn = _new(l=l)
+        try:
+            fn(kb, vb, length, kn, vn)
+        except ValueError:
+            continue
+        except Exception as e:       # noqa: BLE001 — any other type is the finding
+            raise CheckFailure(f"writing {l} position(s) at length {length} into a capacity of 4 raised "
+                               f"{type(e).__name__} ({str(e)[:80]}): the cache-full error should be a ValueError "
+                               "— check length + l against k_buf.shape[2] before writing")
+        raise CheckFailure(f"writing {l} position(s) at length {length} into a capacity of 4 did not raise"
+                           + (": PyTorch assigns into the empty slice k_buf[:, :, 4:5] without an error, so the "
+                              "token is silently dropped" if length == 4 else "")
+                           + " — check length + l against k_buf.shape[2] yourself and raise ValueError")
+
+
+@cw_spec.case("decoding with your cache equals full causal attention", depends_on=(
+        "keeps the earlier positions and writes the new ones right after them",))
+def _(fn):
+    q, k, v = _qkv(seed=4)
+    b, h, length, d = q.shape
+    kb, vb = torch.full((b, h, length + 2, d), float("nan")), torch.full((b, h, length + 2, d), float("nan"))
+    want = _causal_full(q, k, v)
+    n, outs = 0, []
+    for i in range(length):
+        kv, vv, n = _write(fn, kb, vb, n, k[..., i:i + 1, :].clone(), v[..., i:i + 1, :].clone())
+        w = (q[..., i:i + 1, :] @ kv.transpose(-2, -1) / math.sqrt(d)).softmax(-1)
+        outs.append(w @ vv)
+    got = torch.cat(outs, 2)
+    if not torch.isfinite(got).all():
+        raise CheckFailure("the attention over your views met unwritten (NaN) positions: return only the "
+                           "filled part of the buffers")
+    if not _close(got, want):
+        raise CheckFailure("step-by-step attention over your views differs from full causal attention")
 
 
 # ============================================================================ median timing
