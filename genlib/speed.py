@@ -26,6 +26,7 @@ in the second and third.
 ``decode_step_sweep``      cached decoding: ms per step and µs per token against the batch size
 ``profile_decoding``       one decoding run under torch.profiler: matmul share, operator calls/step
 ``kv_cache_memory``        the cache's bytes measured on real buffers vs the formula (and MQA/GQA)
+``quantization_rows``      int8 on the token GPT: weight-only (accuracy cost) and dynamic (CPU speed)
 ``decoding_rows``          AR (cache or not) vs MaskGIT 4/8/16 steps at batch 1/16/64/256
 ``crossover``              the smallest batch at which the cached AR model beats a MaskGIT row
 ``token_quality``          attribute accuracy of the 64-token rows (the shipped classifier)
@@ -690,6 +691,109 @@ def kv_cache_memory(model, batch: int = 1, kv_heads=(None, 2, 1)) -> dict:
             "variants": variants}
 
 
+def int8_weight_only(model):
+    """A copy of ``model`` whose ``nn.Linear`` weights are rounded to int8, one scale per output row
+    (symmetric: scale = max|w| / 127, w ≈ scale · round(w / scale)), and stored back as float32.
+
+    This isolates the *accuracy* cost of int8 weights; it buys no speed here (the products still run
+    in float32). Weight-only int8 pays on memory-bandwidth-bound decoding (large models on GPUs, where
+    reading the weights dominates each step) with kernels that dequantise on the fly."""
+    from torch import nn
+
+    q = copy.deepcopy(model)
+    with torch.no_grad():
+        for mod in q.modules():
+            if isinstance(mod, nn.Linear):
+                w = mod.weight
+                scale = w.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127
+                mod.weight.copy_((w / scale).round().clamp(-127, 127) * scale)
+    return q
+
+
+def dynamic_int8(model):
+    """(model with int8 ``nn.Linear`` layers via ``torch.ao.quantization.quantize_dynamic``, None) — int8
+    weights, activations quantised on the fly per call, int8 matrix products (fbgemm/onednn on x86) —
+    or (None, reason) where unavailable. CPU only; PyTorch marks this API deprecated in favour of the
+    separate torchao package, so it may disappear in a later release."""
+    import warnings
+
+    from torch import nn
+    try:
+        from torch.ao.quantization import quantize_dynamic
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return quantize_dynamic(copy.deepcopy(model).cpu(), {nn.Linear}, dtype=torch.qint8), None
+    except Exception as e:  # noqa: BLE001 — any failure means "not available here"
+        return None, f"{type(e).__name__}: {e}"
+
+
+def _linear_weight_bytes(model, int8: bool) -> int:
+    from torch import nn
+
+    total = 0
+    for mod in model.modules():
+        if isinstance(mod, nn.Linear):
+            rows, cols = mod.weight.shape
+            total += rows * cols * (1 if int8 else 4) + (rows * 4 if int8 else 0)
+    return total
+
+
+def _interval_dict(iv) -> dict:
+    return {"estimate": iv.estimate, "low": iv.low, "high": iv.high, "n": iv.n, "level": iv.level}
+
+
+def quantization_rows(models: dict, batch: int = 16, n: int = 300, repeats: int = 3, device="cpu",
+                      clock: str = "wall") -> dict:
+    """int8 on the shipped 64-token TokenGPT: float32, int8 weights only (``int8_weight_only``) and
+    dynamic int8 (``dynamic_int8``, CPU only).
+
+    Quality: n held-out captions (``shapes(n, seed=1)``) decoded from the same uniforms by each model;
+    share of images whose 64 tokens are identical to float32's, and "all three attributes right" per
+    image with a paired interval of (variant − float32) over the images. Speed: cached decoding at
+    ``batch``, every variant timed in alternation. Linear-weight bytes (int8: one byte per weight plus
+    a float32 scale per row).
+    → {"batch", "n", "rows": [{name, accuracy, identical_tokens, diff ({estimate, low, high, n, level}: the
+       paired 95 % interval, None for float32), weight_bytes,
+       timing, speedup}], "skipped": {name: reason}}"""
+    from genlib import stats, t2i
+    from genlib.data import shapes
+    from genlib.features import classify_shapes
+
+    if torch.device(device).type != "cpu":
+        raise ValueError("quantization_rows measures CPU int8 kernels; run it with device='cpu'")
+    gpt, vq = models["gpt"], models["vq"]
+    variants = {"float32": (gpt, False), "int8 weights only": (int8_weight_only(gpt), True)}
+    dyn, why = dynamic_int8(gpt)
+    skipped = {}
+    if dyn is None:
+        skipped["dynamic int8"] = why
+    else:
+        variants["dynamic int8"] = (dyn, True)
+    d = shapes(n, seed=1)
+    cond = t2i.caption_tokens(d.captions)
+    u = ar_uniforms(gpt, n, 0)
+    toks, right = {}, {}
+    with torch.inference_mode():
+        for name, (m, _) in variants.items():
+            toks[name] = m.generate(cond, use_cache=True, uniforms=u)
+            pred = classify_shapes(vq.decode(toks[name].view(-1, 8, 8)).clamp(-1, 1))
+            right[name] = ((pred["shape"] == d.shape) & (pred["color"] == d.color)
+                           & (pred["size"] == d.size)).double().numpy()
+    cb = captions_cond(batch)
+    ub = ar_uniforms(gpt, batch, 0)
+    t = time_interleaved({name: (lambda m=m: m.generate(cb, use_cache=True, uniforms=ub))
+                          for name, (m, _) in variants.items()}, repeats=repeats, warmup=1, clock=clock)
+    rows = []
+    for name, (m, int8) in variants.items():
+        rows.append({"name": name, "accuracy": float(right[name].mean()),
+                     "identical_tokens": float((toks[name] == toks["float32"]).all(1).double().mean()),
+                     "diff": None if name == "float32" else _interval_dict(stats.paired_bootstrap(right[name],
+                                                                                                  right["float32"])),
+                     "weight_bytes": _linear_weight_bytes(gpt, int8), "timing": t[name],
+                     "speedup": ratio_summary(t["float32"], t[name])})
+    return {"batch": batch, "n": n, "rows": rows, "skipped": skipped}
+
+
 def decoding_rows(models: dict, batches=(1, 16, 64, 256), maskgit_steps=(4, 8, 16), repeats: int = 3,
                   device="cpu", no_cache_max_batch: int = 256, progress: bool = True,
                   clock: str = "wall") -> list[dict]:
@@ -1097,6 +1201,9 @@ def _run_speed(quick, dev, command, compile, progress, clock) -> dict:
         res["tokens"]["profile"] = {k: profile_decoding(tm["gpt"], 16, use_cache=k == "cache", device=dev)
                                     for k in ("no_cache", "cache")}
     res["tokens"]["cache_memory"] = kv_cache_memory(tm["gpt"])
+    if dev.type == "cpu":     # CPU int8 kernels; GPU int8 needs other kernels (and is not measured here)
+        res["tokens"]["quantization"] = quantization_rows(tm, batch=16, n=100 if quick else 300,
+                                                          repeats=3 if quick else 5, clock=clock)
     res["tokens"]["crossover"] = crossover(res["tokens"]["decoding"])
     res["tokens"]["crossover_maskgit4"] = crossover(res["tokens"]["decoding"], other="MaskGIT 4 steps")
     # --- levers
@@ -1192,6 +1299,23 @@ def _decoding_loop_md(tok: dict) -> list[str]:
                   f"projections' work falls 32×, so its small products run far below the uncached ones' efficiency; "
                   f"and with the cache the matmuls are only {100 * b['matmul_wall_share']:.0f}% of the decode's wall "
                   f"time, the rest being other operators and time outside any operator (Python, module calls){top}."]
+    qz = tok.get("quantization")
+    if qz:
+        lines += ["", f"int8 on the 64-token GPT (cached decoding at batch {qz['batch']}, timed in alternation; quality on "
+                  f"{qz['n']} held-out captions from the same random numbers):", "",
+                  "| variant | Linear weights | ms per batch | speed vs float32 | images with identical tokens | "
+                  "all three attributes right | − float32 (paired, 95%) |", "|---|---|---|---|---|---|---|"]
+        for r in qz["rows"]:
+            sp = r["speedup"]
+            diff = "—" if r["diff"] is None else f"{100 * r['diff']['estimate']:+.1f} [{100 * r['diff']['low']:+.1f}, {100 * r['diff']['high']:+.1f}] pts"
+            lines.append(f"| {r['name']} | {r['weight_bytes'] / 1024:.0f} KiB | {_iqr(r['timing'])} | {sp['ratio']:.2f}× "
+                         f"({sp['low']:.2f}–{sp['high']:.2f}) | {100 * r['identical_tokens']:.0f}% | {100 * r['accuracy']:.1f}% | {diff} |")
+        for k, why in qz.get("skipped", {}).items():
+            lines.append(f"| {k} | skipped: {why} | | | | | |")
+        lines += ["", "Weight-only int8 simulates the rounding (its products still run in float32): it shows the accuracy "
+                  "cost, not a speed. Dynamic int8 runs int8 products on the CPU; on a model this small, quantising the "
+                  "activations at every call can cost more than it saves. What transfers to GPUs is the memory (4× less "
+                  "weight traffic, which is what bounds large-model decoding), not these CPU timings."]
     mem = tok.get("cache_memory")
     if mem:
         lines += ["", f"KV-cache memory per sample ({mem['tokens']} positions, {mem['layers']} layers, dim {mem['dim']}, "
