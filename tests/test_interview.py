@@ -608,9 +608,13 @@ def test_ctrl_c_real_signal_no_traceback(tmp_path):
 
     state = tmp_path / "state.json"
     env = dict(os.environ, PYTHONPATH=str(interview.ROOT))
+    # a test run started in the background (`make test &`, nohup, some CI runners) inherits SIGINT *ignored*,
+    # and Python then installs no KeyboardInterrupt handler: the quiz would never see the signal. A terminal's
+    # Ctrl-C reaches a foreground process with the default disposition, so restore it in the child.
     proc = subprocess.Popen([sys.executable, "-m", "genlib", "quiz", "--topic", "gan", "-n", "3",
                              "--state", str(state)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, cwd=str(interview.ROOT), env=env)
+                            stderr=subprocess.PIPE, cwd=str(interview.ROOT), env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     proc.stdin.write(b"\n2\n")
     proc.stdin.flush()
     seen, deadline = b"", time.monotonic() + 60
