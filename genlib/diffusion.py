@@ -170,8 +170,21 @@ def _eps(model, x, t, y, guidance, ab, clip):
     return eps
 
 
+def device_generator(generator, device):
+    """A generator on ``device`` for drawing noise there directly (no host-to-device copy): the
+    CPU ``generator`` itself when ``device`` is the CPU, else a new one on ``device`` seeded from
+    it (one integer drawn on the host). None stays None (the global generator)."""
+    if generator is None:
+        return None
+    device = torch.device(device if device is not None else "cpu")
+    if generator.device.type == device.type:
+        return generator
+    return torch.Generator(device=device).manual_seed(int(torch.randint(0, 2 ** 62, (1,), generator=generator)))
+
+
 def _noise(shape, generator, device):
-    return torch.randn(shape, generator=generator).to(device)
+    """Noise drawn on ``device`` itself; on the CPU the same numbers as before device support."""
+    return torch.randn(shape, generator=device_generator(generator, device), device=device)
 
 
 @torch.no_grad()
@@ -383,6 +396,10 @@ PRETRAINED = {
     "digits_ddpm": "class-conditional DDPM ε-model TinyUNet (cosine schedule, model.schedule)",
     "digits_reflow": "digits_flow after one reflow round (fine-tuned on its own noise→sample pairs)",
     "digits_dcgan": "chapter 03's DCGAN generator (EMA weights), z: (N, model.z_dim)",
+    "digits_pd4": "digits_flow progressively distilled to 4 Euler steps (genlib.distill)",
+    "digits_pd2": "digits_flow progressively distilled to 2 Euler steps (genlib.distill)",
+    "digits_pd1": "digits_flow progressively distilled to 1 Euler step (genlib.distill)",
+    "digits_cd": "digits_flow consistency-distilled (genlib.distill.sample_consistency; 1 step = Euler)",
 }
 
 
@@ -408,10 +425,12 @@ def load_pretrained(name: str, device="cpu") -> nn.Module:
         from genlib.models import DCGANGenerator
         model = DCGANGenerator(**cfg)
     else:
-        T = cfg.pop("T", None)
+        T, steps = cfg.pop("T", None), cfg.pop("steps", None)
         model = TinyUNet(**cfg)
         if T is not None:
             model.schedule = Schedule.cosine(T)
+        if steps is not None:
+            model.sample_steps = steps  # a progressive-distillation student's number of steps
     model.load_state_dict({k: v.float() for k, v in blob["state"].items()})
     for p in model.parameters():
         p.requires_grad_(False)

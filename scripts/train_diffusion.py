@@ -1,7 +1,7 @@
-"""Train the digits models that chapter 07 samples from and write them to genlib/weights/.
+"""Train the digits models that chapters 07 and 09 sample from and write them to genlib/weights/.
 
-    .venv/bin/python scripts/train_diffusion.py                 # all four models (~17 min, 2 cores)
-    .venv/bin/python scripts/train_diffusion.py --only flow     # one of: flow ddpm reflow dcgan
+    .venv/bin/python scripts/train_diffusion.py                 # all of them (~30 min, 2 cores)
+    .venv/bin/python scripts/train_diffusion.py --only flow     # any of: flow ddpm reflow dcgan pd cd
     .venv/bin/python scripts/train_diffusion.py --check         # retrain, compare with the shipped files
     .venv/bin/python scripts/train_diffusion.py --check --only dcgan   # the quick subset (~1.5 min)
 
@@ -11,6 +11,11 @@ What ships (float16 state dicts plus a config, loaded by genlib.diffusion.load_p
 * ``digits_ddpm.pt``   class-conditional DDPM ε-model, same network, cosine schedule with T = 100
 * ``digits_reflow.pt`` digits_flow fine-tuned on 12,000 (noise, own sample) pairs: one reflow round
 * ``digits_dcgan.pt``  chapter 03's DCGAN generator (EMA weights), trained exactly as chapter 03 does
+* ``digits_pd4.pt``, ``digits_pd2.pt``, ``digits_pd1.pt``  progressive distillation of digits_flow
+  (genlib.distill.train_progressive, recipe distill.PD_RECIPE: 32 → 16 → 8 → 4 → 2 → 1 Euler steps,
+  400 updates per stage); the 4-, 2- and 1-step stage students (config "steps")
+* ``digits_cd.pt``     consistency distillation of digits_flow (distill.train_consistency, distill.CD_RECIPE:
+  2,000 updates, Heun teacher steps of 1/16); one step = one Euler step (distill.sample_consistency)
 
 Everything trains on the 1,500 train digits only; the 297 test digits stay held out for the FID.
 Reproducible: CPU, 2 threads, deterministic algorithms, and each model trains in its own RNG
@@ -44,6 +49,8 @@ which copied the raw G's buffers; f2611e7 made EMA average them like the weights
 the old update reproduced that file bit for bit, so the DCGAN was re-shipped from the current code.
 ``--check`` for flow, DDPM and reflow has NOT been run to the end: one ``--check --only flow`` run
 was stopped by its 560 s time limit while another process shared the 2 cores.
+The distilled students (pd, cd) were trained on the AMD EPYC, 2 threads: pd 388 s wall (all five stages),
+cd 424 s; --check compares them like the others (pd<k>: FID of k Euler steps; cd: one step).
 Training times on 2 cores (Xeon): flow 382 s, DDPM 353 s, reflow 248 s, DCGAN 52-74 s; DCGAN on the
 EPYC with other jobs around: 93-103 s (``--check --only dcgan``: 99 s in all, passed, see above).
 """
@@ -68,10 +75,13 @@ FLOW_STEPS = 5000             # batch 128, ~50 ms a step on 2 cores
 DDPM_STEPS = 5000
 REFLOW_PAIRS, REFLOW_HEUN_STEPS, REFLOW_STEPS = 12000, 16, 3000
 DCGAN_STEPS, DCGAN_Z = 3000, 8  # as in chapter 03
-NAMES = ("flow", "ddpm", "reflow", "dcgan")
+# the distillation recipes live in genlib.distill (its TRAINING_COST reports them in the chapter)
+from genlib.distill import CD_RECIPE, PD_RECIPE  # noqa: E402
+PD_SHIP = (4, 2, 1)                              # the stage students that ship (digits_pd<k>)
+NAMES = ("flow", "ddpm", "reflow", "dcgan", "pd", "cd")
 
 
-SEEDS = {"flow": 0, "ddpm": 1, "reflow": 2, "dcgan": 0}  # one per model (initial weights + data/noise)
+SEEDS = {"flow": 0, "ddpm": 1, "reflow": 2, "dcgan": 0, "pd": 3, "cd": 4}  # one per model (initial weights + data/noise)
 
 
 @contextlib.contextmanager
@@ -125,6 +135,31 @@ def train_reflow(flow_model: torch.nn.Module, verbose=True) -> torch.nn.Module:
     return model
 
 
+def train_pd(flow_model: torch.nn.Module, verbose=True) -> dict:
+    """Progressive distillation (genlib.distill.train_progressive) of flow_model from 32 Euler
+    steps down to 1; returns {"pd4": …, "pd2": …, "pd1": …}, each with ``sample_steps``."""
+    from genlib import distill
+    with _seeded("pd") as seed:
+        x, y = _data()
+        out = distill.train_progressive(flow_model, x, y, end_steps=1, seed=seed, progress=verbose,
+                                        **PD_RECIPE)
+    ship = {}
+    for k in PD_SHIP:
+        m = out["students"][k]
+        m.sample_steps = k
+        ship[f"pd{k}"] = m
+    return ship
+
+
+def train_cd(flow_model: torch.nn.Module, verbose=True) -> torch.nn.Module:
+    """Consistency distillation (genlib.distill.train_consistency) of flow_model."""
+    from genlib import distill
+    with _seeded("cd") as seed:
+        x, y = _data()
+        out = distill.train_consistency(flow_model, x, y, seed=seed, progress=verbose, **CD_RECIPE)
+    return out["model"]
+
+
 def train_dcgan(verbose=True) -> torch.nn.Module:
     """Chapter 03's recipe: DCGAN (z 8-d), 3,000 steps of batch 128, Adam lr 1e-3 (β1 0.5),
     linear lr decay, EMA 0.999 of G; the EMA generator ships."""
@@ -146,6 +181,8 @@ def _config(name, model):
     cfg = {"kind": name, **model.config}
     if name == "ddpm":
         cfg["T"] = T
+    if hasattr(model, "sample_steps"):
+        cfg["steps"] = model.sample_steps
     return cfg
 
 
@@ -165,9 +202,9 @@ def quick_eval(name: str, model, seed: int = 123) -> dict:
         x = model(torch.randn(1000, model.z_dim, generator=g))
     elif name == "ddpm":
         x = D.sample_ddim(model, (1000, 1, 8, 8), D.Schedule.cosine(T), 20, y=y, generator=g)
-    else:
-        x = FL.sample_euler(model, torch.randn(1000, 1, 8, 8, generator=g),
-                            8 if name == "flow" else 1, y=y)
+    else:  # flow 8 Euler steps; reflow and cd 1 (one consistency step is one Euler step); pd<k> k
+        steps = {"flow": 8}.get(name, getattr(model, "sample_steps", 1))
+        x = FL.sample_euler(model, torch.randn(1000, 1, 8, 8, generator=g), steps, y=y)
     res = D.digits_eval(x, None if name == "dcgan" else y)
     return {k: res[k] for k in ("fid", "accuracy") if k in res}
 
@@ -201,23 +238,26 @@ def main() -> int:
         if name not in args.only:
             continue
         t0 = time.time()
-        if name == "reflow":
-            # reflow starts from the float16 flow model: just trained, or the one in --out
+        if name in ("reflow", "pd", "cd"):
+            # these start from the float16 flow model: just trained, or the one in --out
             base = models.get("flow") or _load(os.path.join(args.out, "digits_flow.pt"))
-            model = train_reflow(base, verbose)
+            trained = {"reflow": train_reflow, "pd": train_pd, "cd": train_cd}[name](base, verbose)
         else:
-            model = {"flow": train_flow, "ddpm": train_ddpm, "dcgan": train_dcgan}[name](verbose)
-        blob = _blob(name, model)
-        models[name] = _load_blob(name, blob)  # what ships (float16-rounded): reflow starts from it
-        path = os.path.join(args.out, f"digits_{name}.pt")
-        print(f"{name}: trained in {time.time() - t0:.0f} s; digits-FID (1,000 samples vs test) "
-              f"{quick_fid(name, models[name]):.3f}", flush=True)
-        if args.check:
-            ok &= _compare(name, blob, path)
-        else:
-            os.makedirs(args.out, exist_ok=True)
-            torch.save(blob, path)
-            print(f"wrote {path} ({os.path.getsize(path) / 1024:.0f} KiB)")
+            trained = {"flow": train_flow, "ddpm": train_ddpm, "dcgan": train_dcgan}[name](verbose)
+        if not isinstance(trained, dict):
+            trained = {name: trained}
+        for file_name, model in trained.items():
+            blob = _blob(file_name, model)
+            models[file_name] = _load_blob(file_name, blob)  # what ships (float16-rounded)
+            path = os.path.join(args.out, f"digits_{file_name}.pt")
+            print(f"{file_name}: trained in {time.time() - t0:.0f} s; digits-FID (1,000 samples vs test) "
+                  f"{quick_fid(file_name, models[file_name]):.3f}", flush=True)
+            if args.check:
+                ok &= _compare(file_name, blob, path)
+            else:
+                os.makedirs(args.out, exist_ok=True)
+                torch.save(blob, path)
+                print(f"wrote {path} ({os.path.getsize(path) / 1024:.0f} KiB)")
     print(f"total {time.time() - t_all:.0f} s")
     return 0 if ok else 1
 
@@ -226,8 +266,11 @@ def _load(path):
     blob = torch.load(path, map_location="cpu", weights_only=True)
     cfg = dict(blob["config"])
     cfg.pop("kind"), cfg.pop("T", None)
+    steps = cfg.pop("steps", None)
     m = D.TinyUNet(**cfg)
     m.load_state_dict({k: v.float() for k, v in blob["state"].items()})
+    if steps is not None:
+        m.sample_steps = steps
     return m.eval()
 
 

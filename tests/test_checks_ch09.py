@@ -541,3 +541,120 @@ def test_cache_write_matches_transformer_kvcache():
         ka, va = c.append(k, v)
         kv, vv, n = cache_write(kb, vb, n, k, v)
         assert torch.equal(ka, kv) and torch.equal(va, vv) and n == c.length
+
+
+# ----------------------------------------------------------------------------- progressive distillation target
+PT = "distill.progressive_target"
+PT_EXACT = "two teacher steps of dt reproduced by one step of 2·dt"
+PT_GRAD = "the target carries no gradient into the teacher"
+
+
+def _pt(kind=None):
+    def fn(teacher, x_t, t, dt, y=None):
+        def v(x, tt, yy=y):
+            return teacher(x, tt, yy)
+        grad = torch.enable_grad() if kind == "grad" else torch.no_grad()
+        with grad:
+            if kind == "one step":
+                return v(x_t, t)
+            v1 = v(x_t, t)
+            if kind == "2dt steps":
+                x_mid = x_t + 2 * dt * v1
+                return (2 * dt * v1 + 2 * dt * v(x_mid, t + 2 * dt)) / (2 * dt)
+            x_mid = x_t + dt * v1
+            t2 = {"t": t, "t+2dt": t + 2 * dt}.get(kind, t + dt)
+            x2 = x_t if kind == "x_t" else x_mid
+            v2 = v(x2, t2, None if kind == "no label" else y)
+            if kind == "no label":
+                v1b = teacher(x_t, t, None)
+                v2 = teacher(x_t + dt * v1b, t + dt, None)
+                v1 = v1b
+            x_end = x_t + dt * v1 + dt * v2
+            if kind == "sign":
+                return (x_t - x_end) / (2 * dt)
+            if kind == "/dt":
+                return (x_end - x_t) / dt
+            if kind == "end point":
+                return x_end
+            return (x_end - x_t) / (2 * dt)
+    return fn
+
+
+def _pt_mean_of_slopes(teacher, x_t, t, dt, y=None):
+    with torch.no_grad():
+        v1 = teacher(x_t, t, y)
+        return (v1 + teacher(x_t + dt * v1, t + dt, y)) / 2
+
+
+def _pt_detach_loop(teacher, x_t, t, dt, y=None):
+    x, tt = x_t, t.clone()
+    for _ in range(2):
+        x = x + dt * teacher(x, tt, y).detach()
+        tt = tt + dt
+    return (x - x_t) / (2 * dt)
+
+
+def _pt_inference_mode(teacher, x_t, t, dt, y=None):
+    with torch.inference_mode():
+        return _pt()(teacher, x_t, t, dt, y)
+
+
+def _pt_in_place(teacher, x_t, t, dt, y=None):
+    with torch.no_grad():
+        start = x_t.clone()
+        x_t += dt * teacher(x_t, t, y)
+        x_t += dt * teacher(x_t, t + dt, y)
+        return (x_t - start) / (2 * dt)
+
+
+def _pt_three_calls(teacher, x_t, t, dt, y=None):
+    with torch.no_grad():
+        v1 = teacher(x_t, t, y)
+        x_mid = x_t + dt * teacher(x_t, t, y)
+        return (v1 + teacher(x_mid, t + dt, y)) / 2
+
+
+def test_progressive_target_accepted(accepts):
+    from genlib.distill import progressive_target
+    accepts(PT, progressive_target)
+    accepts(PT, _pt())
+    accepts(PT, _pt_mean_of_slopes)
+    accepts(PT, _pt_detach_loop)
+
+
+PT_GALLERY = [
+    ("one teacher step", _pt("one step"), PT_EXACT, "one teacher step"),
+    ("second call at t", _pt("t"), PT_EXACT, "used time t:"),
+    ("second call at t + 2dt", _pt("t+2dt"), PT_EXACT, "t + 2·dt"),
+    ("second call at x_t", _pt("x_t"), PT_EXACT, "not at x_mid"),
+    ("teacher steps of 2dt", _pt("2dt steps"), PT_EXACT, "steps of 2·dt"),
+    ("label not passed", _pt("no label"), PT_EXACT, "without the label"),
+    ("sign reversed", _pt("sign"), PT_EXACT, "sign is reversed"),
+    ("divided by dt", _pt("/dt"), PT_EXACT, "instead of 2·dt"),
+    ("returns the end point", _pt("end point"), PT_EXACT, "end point"),
+    ("moves x_t in place", _pt_in_place, PT_EXACT, "in place"),
+    ("keeps the teacher's graph", _pt("grad"), PT_GRAD, "requires grad"),
+    ("inference_mode target", _pt_inference_mode, PT_GRAD, "inference_mode"),
+    ("three teacher calls", _pt_three_calls, PT_GRAD, "called 3 times"),
+]
+
+
+@pytest.mark.parametrize("label,fn,case,fragment", PT_GALLERY, ids=[g[0] for g in PT_GALLERY])
+def test_progressive_target_gallery_rejected(rejects, label, fn, case, fragment):
+    first_rejects(rejects, PT, fn, case, fragment)
+
+
+def test_progressive_target_lands_where_the_teacher_does():
+    """One Euler step of 2·dt with the target equals two teacher Euler steps of dt (the shipped flow)."""
+    from genlib import flow as FL
+    from genlib.diffusion import load_pretrained
+    from genlib.distill import progressive_target
+
+    teacher = load_pretrained("digits_flow")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 1, 8, 8, generator=g)
+    y = torch.arange(6)
+    t = torch.zeros(6)
+    two = FL.sample_euler(teacher, x, 2, y)                       # two steps of 1/2 from t = 0
+    one = x + 1.0 * progressive_target(teacher, x, t, 0.5, y)     # one step of 1
+    assert torch.allclose(one, two, atol=1e-5)

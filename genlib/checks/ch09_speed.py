@@ -723,3 +723,128 @@ def _(fn):
         grads, n = _grads(sizes, seed=2)
         _call_gg(fn, grads, n)
 
+
+
+# ============================================================================ progressive distillation target
+from genlib.distill import progressive_target  # noqa: E402  (the reference)
+
+pt_spec = register("distill.progressive_target", progressive_target,
+                   "two teacher Euler steps of size dt from (x_t, t), the second at (x_mid, t + dt); return "
+                   "(x_end − x_t) / (2·dt), with no gradient into the teacher")
+
+
+class _Teacher(torch.nn.Module):
+    """A velocity field that depends on x, t and the label, nonlinearly, with a trainable
+    parameter (so a target computed with gradients shows): every classic slip gives other numbers."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor([0.7, -1.3, 0.4]))
+        self.calls = 0
+
+    def forward(self, x, t, y=None):
+        self.calls += 1
+        if not torch.is_tensor(t) or t.shape != (len(x),):
+            raise CheckFailure(f"the teacher was called with t of shape {tuple(getattr(t, 'shape', ()))}: "
+                               f"pass a (N,) tensor of times, N = {len(x)} (t, then t + dt)")
+        tb = t.view(-1, *([1] * (x.dim() - 1)))
+        lab = torch.zeros(len(x)) if y is None else 0.3 * (y.float() - 4.5)
+        lab = lab.view(-1, *([1] * (x.dim() - 1)))
+        return self.w[0] * torch.sin(3 * tb + 1) * x + self.w[1] * torch.cos(2 * x) * tb ** 2 + self.w[2] + lab
+
+
+def _pt_inputs(n=5, seed=0, shape=(1, 3, 3)):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, *shape, generator=g)
+    t = torch.rand(n, generator=g) * 0.8
+    y = torch.randint(0, 10, (n,), generator=g)
+    return x, t, y
+
+
+def _pt_wrong(teacher, x, t, dt, y):
+    """The classic slips, in the order the check names them (first match wins)."""
+    with torch.no_grad():
+        v1 = teacher(x, t, y)
+        xm = x + dt * v1
+        right = (xm + dt * teacher(xm, t + dt, y) - x) / (2 * dt)
+        return [
+            ("you returned (x_t − x_end)/(2·dt): the sign is reversed — the target points from x_t to where "
+             "the two teacher steps land, (x_end − x_t)/(2·dt)", -right),
+            ("you divided by dt instead of 2·dt: the student takes ONE step of size 2·dt, so its velocity "
+             "is (x_end − x_t)/(2·dt) — yours is twice that", 2 * right),
+            ("you returned the end point x_end, not a velocity: divide the displacement by the student's "
+             "step, (x_end − x_t)/(2·dt)", x + 2 * dt * right),
+            ("you returned the teacher's velocity at (x_t, t) — one teacher step. The target must reproduce "
+             "TWO teacher steps: a second evaluation at (x_mid, t + dt)", v1),
+            ("the second teacher evaluation used time t: it belongs to t + dt (the time of x_mid)",
+             (dt * v1 + dt * teacher(xm, t, y)) / (2 * dt)),
+            ("the second teacher evaluation used time t + 2·dt: x_mid sits at t + dt",
+             (dt * v1 + dt * teacher(xm, t + 2 * dt, y)) / (2 * dt)),
+            ("the second teacher evaluation was at x_t, not at x_mid = x_t + dt·v(x_t, t): the second step "
+             "starts where the first one ended", (v1 + teacher(x, t + dt, y)) / 2),
+            ("the teacher took steps of 2·dt each: its steps are dt, the student's one step is 2·dt",
+             (2 * dt * v1 + 2 * dt * teacher(x + 2 * dt * v1, t + 2 * dt, y)) / (2 * dt)),
+            ("the teacher was called without the label y: pass y to both calls (a class-conditional teacher "
+             "draws the requested digit only when told which one)",
+             (dt * teacher(x, t, None) + dt * teacher(x + dt * teacher(x, t, None), t + dt, None)) / (2 * dt)),
+        ]
+
+
+def _pt_compare(fn, teacher, x, t, dt, y):
+    x0 = x.clone()
+    got = fn(teacher, x, t, dt, y)
+    if not torch.equal(x, x0):
+        raise CheckFailure("x_t changed: your function moved x_t in place (x_t += …); build new tensors, the "
+                           "training loop still needs x_t as the student's input")
+    expect_tensor(got, tuple(x.shape), "the target")
+    if not torch.isfinite(got).all():
+        raise CheckFailure("the target has NaN or inf entries")
+    with torch.no_grad():
+        want = progressive_target(teacher, x, t, dt, y)
+    if _close(got.detach(), want):
+        return got
+    for msg, wrong in _pt_wrong(teacher, x, t, dt, y):
+        if _close(got.detach(), wrong):
+            raise CheckFailure(msg)
+    raise CheckFailure(f"the target differs from (x_end − x_t)/(2·dt) (max |diff| "
+                       f"{float((got.detach() - want).abs().max()):.3g}): x_mid = x_t + dt·v(x_t, t, y), "
+                       "x_end = x_mid + dt·v(x_mid, t + dt, y)")
+
+
+@pt_spec.case("two teacher steps of dt reproduced by one step of 2·dt")
+def _(fn):
+    teacher = _Teacher()
+    for seed, dt in ((0, 0.05), (1, 0.125)):
+        x, t, y = _pt_inputs(seed=seed)
+        _pt_compare(fn, teacher, x, t, dt, y)
+
+
+@pt_spec.case("the target carries no gradient into the teacher",
+              depends_on=("two teacher steps of dt reproduced by one step of 2·dt",))
+def _(fn):
+    teacher = _Teacher()
+    x, t, y = _pt_inputs(seed=2)
+    got = fn(teacher, x, t, 0.1, y)
+    if got.requires_grad:
+        raise CheckFailure("the target requires grad: it was computed with the teacher's graph attached. "
+                           "Wrap the teacher calls in torch.no_grad() (or detach the result) — the target is "
+                           "a fixed label for the student, and the teacher must not be trained by its loss")
+    student_out = torch.zeros_like(x, requires_grad=True)
+    try:
+        torch.nn.functional.mse_loss(student_out, got).backward()
+    except RuntimeError as e:
+        raise CheckFailure("the student's loss against your target cannot be back-propagated "
+                           f"({str(e).split('.')[0]}): a tensor made under torch.inference_mode() cannot enter "
+                           "a loss that is trained; use torch.no_grad() (or .detach()) instead") from None
+    if teacher.calls != 2:
+        raise CheckFailure(f"the teacher was called {teacher.calls} times for one target: two Euler steps are "
+                           "two network evaluations (that is what the student saves)")
+
+
+@pt_spec.case("works with no label (y = None), for images of any shape and dt up to 1/2",
+              depends_on=("two teacher steps of dt reproduced by one step of 2·dt",))
+def _(fn):
+    teacher = _Teacher()
+    for shape, dt in (((1, 8, 8), 0.5), ((3, 2, 2), 1 / 64)):
+        x, t, _ = _pt_inputs(n=4, seed=3, shape=shape)
+        _pt_compare(fn, teacher, x, t * (1 - 2 * dt), dt, None)
