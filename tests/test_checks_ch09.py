@@ -498,12 +498,12 @@ CW_GALLERY = [
     ("keys and values swapped", _cw(swap=True), "keeps the earlier positions and writes the new ones right after them",
      "swapped"),
     ("no capacity check", _cw(check="none"),
-     "a write that fills the cache exactly is allowed; one more raises ValueError", "silently dropped"),
+     "a write that fills the cache exactly is allowed, one more raises ValueError", "silently dropped"),
     # review helper-25: the wrong implementations below were let through or told the wrong cause
     ("relies on PyTorch's shape error for a full cache", _cw_torch_error,
-     "a write that fills the cache exactly is allowed; one more raises ValueError", "silently dropped"),
+     "a write that fills the cache exactly is allowed, one more raises ValueError", "silently dropped"),
     ("raises IndexError when full", _cw_index_error,
-     "a write that fills the cache exactly is allowed; one more raises ValueError", "should be a ValueError"),
+     "a write that fills the cache exactly is allowed, one more raises ValueError", "should be a ValueError"),
     ("returns only the new positions", _cw_only_new, "writes into the buffers and returns views of them, no copy",
      "starting at position 2"),
     ("returns (v, k, n)", _cw_vk, "writes into the buffers and returns views of them, no copy", "wrong order"),
@@ -518,7 +518,7 @@ CW_GALLERY = [
     ("prefill writes one position", _cw_one_position,
      "keeps the earlier positions and writes the new ones right after them", "only the first of the 3"),
     ("full one position early", _cw(check="off by one"),
-     "a write that fills the cache exactly is allowed; one more raises ValueError", "fits exactly"),
+     "a write that fills the cache exactly is allowed, one more raises ValueError", "fits exactly"),
 ]
 
 

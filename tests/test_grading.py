@@ -693,6 +693,8 @@ PROBED = {
                         "gan.dcgan_discriminator", "gan.train_step"],
     "04_mode_collapse": ["modes.gradient_penalty"],
     "07_diffusion": ["diffusion.loss", "flow.loss"],
+    # chapter 09: progressive_target takes a network, cache_write writes in place and returns views
+    "09_speed": ["distill.progressive_target", "speed.cache_write"],
     "11_interview_prep": ["bugs.gaussian_head", "bugs.conv_encoder", "bugs.generator_tanh",
                           "bugs.d_step_detach", "bugs.d_never_updated", "bugs.d_not_frozen",
                           "bugs.adam_betas", "bugs.conv_decoder", "bugs.loss_attribute"],
@@ -752,7 +754,7 @@ def _judge_notebook_exercises(zygote, nb_path: Path) -> dict:
 
 @pytest.mark.parametrize("chapter", list(PROBED))
 def test_solution_exercises_of_probed_chapters_score_full_marks(zygote, chapter, capsys):
-    """Every exercise of chapters 03, 04, 07 and 11, as the solution notebook defines it, passes in
+    """Every exercise of chapters 03, 04, 07, 09 and 11, as the solution notebook defines it, passes in
     the judge — none is left to "manual review"."""
     rows = _judge_notebook_exercises(zygote, ROOT / "solutions" / f"{chapter}.ipynb")
     assert set(PROBED[chapter]) <= set(rows)
@@ -770,6 +772,7 @@ def _probed_gallery():
     shapes = {"test_checks_ch03": {"G_GALLERY": None, "D_GALLERY": None, "STEP_GALLERY": "gan.train_step"},
               "test_checks_ch04": {"GALLERY": None},
               "test_checks_ch07": {"DL_GALLERY": "diffusion.loss", "FM_GALLERY": "flow.loss"},
+              "test_checks_ch09": {"PT_GALLERY": "distill.progressive_target", "CW_GALLERY": "speed.cache_write"},
               "test_checks_ch11": {"GALLERY": "bugs."}}
     probed = {n for names in PROBED.values() for n in names}
     out = []

@@ -386,6 +386,9 @@ def test_committed_results_follow_the_current_schema_and_directions():
     assert any(speed.matched(r, ddpm)[0] != "worse"
                for r in rows.values() if r["name"].startswith("DDIM") and 5 * r["nfe"] <= ddpm["nfe"])
     assert rows["flow Euler 32"]["ms_per_image"] >= 10 * rows["reflow Euler 1"]["ms_per_image"]
+    # the distilled students: ≥ 10× faster than their 32-step teacher, better than its 1 step on every seed
+    assert rows["flow Euler 32"]["ms_per_image"] >= 10 * rows["PD 1"]["ms_per_image"]
+    assert all(speed.matched(rows[s], rows["flow Euler 1"])[0] == "better" for s in ("PD 1", "CD 1"))
     kv = {r["tokens"]: r for r in res["tokens"]["kv_cache"]}
     assert all(r["identical"] for r in kv.values()) and set(kv) == {16, 64, 256}
     assert kv[256]["speedup"] > kv[16]["speedup"]  # the saved prefix work grows with the length

@@ -18,7 +18,8 @@ import time
 
 import torch
 
-from genlib.exercises import CheckFailure, expect_tensor, register
+from genlib.exercises import CheckFailure, expect_tensor, probe, register
+from genlib.probes import ch09 as P9
 from genlib.parallel import global_gradient
 
 
@@ -334,25 +335,36 @@ def _new(b=2, h=3, l=1, d=4, seed=1):
     return torch.randn(b, h, l, d, generator=g), torch.randn(b, h, l, d, generator=g)
 
 
+class _Written:
+    """What one call of the learner's cache_write did (observed by the probe where it ran)."""
+
+    def __init__(self, kv, vv, n, items):
+        self.kv, self.vv, self.n, self.items = kv, vv, n, items
+
+
 def _write(fn, kb, vb, length, kn, vn):
-    kn0, vn0 = kn.clone(), vn.clone()
-    res = fn(kb, vb, length, kn, vn)
-    if not (torch.equal(kn, kn0) and torch.equal(vn, vn0)):
+    """Call the learner's function through ``probes.ch09.cache_write`` and copy the buffers it wrote
+    back into kb and vb here (so the cases read them as if the call had run in this process)."""
+    obs = probe(fn, P9.cache_write, kb, vb, length, kn, vn)
+    if not (torch.equal(obs["k_new"], kn) and torch.equal(obs["v_new"], vn)):
         raise CheckFailure("your function changed k_new or v_new: only the buffers are written")
-    if not isinstance(res, (tuple, list)) or len(res) != 3:
+    for here, there in ((kb, obs["k_buf"]), (vb, obs["v_buf"])):
+        if not torch.is_tensor(there) or there.shape != here.shape:
+            raise CheckFailure("the buffers changed shape: write into them, do not replace them")
+        here.copy_(there)
+    items = obs["items"]
+    if items is None or len(items) != 3:
         raise CheckFailure("return three things: (k_view, v_view, new_length)")
-    kv, vv, n = res
-    if not torch.is_tensor(kv) or not torch.is_tensor(vv):
+    kv, vv, n = items
+    if "tensor" not in kv or "tensor" not in vv:
         raise CheckFailure("k_view and v_view must be tensors (slices of the buffers)")
-    if torch.is_tensor(n) and n.numel() == 1 and not n.is_floating_point():
-        n = n.item()
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-        raise CheckFailure(f"new_length should be an int (length + k_new.shape[2]), got {type(n).__name__}")
-    return kv, vv, int(n)
-
-
-def _same_storage(a, b) -> bool:
-    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+    if "tensor" in n and n["tensor"].numel() == 1 and not n["tensor"].is_floating_point() \
+            and n["tensor"].dtype != torch.bool:
+        n = {"value": int(n["tensor"].item())}
+    if "value" not in n:
+        got = "a tensor" if "tensor" in n else n.get("type", "something else")
+        raise CheckFailure(f"new_length should be an int (length + k_new.shape[2]), got {got}")
+    return _Written(kv["tensor"], vv["tensor"], n["value"], (kv, vv))
 
 
 @cw_spec.case("writes into the buffers and returns views of them, no copy")
@@ -367,7 +379,9 @@ def _(fn):
     kb, vb = _bufs()
     kb0 = kb.clone()
     kn, vn = _new()
-    kv, vv, n = _write(fn, kb, vb, 2, kn, vn)
+    w = _write(fn, kb, vb, 2, kn, vn)
+    kv, vv, n = w.kv, w.vv, w.n
+    ki, vi = w.items
     if torch.equal(kb.nan_to_num(7.0), kb0.nan_to_num(7.0)):
         raise CheckFailure("the buffers were not written: the new key and value must go into k_buf and v_buf "
                            "themselves (k_buf[:, :, length:length + l] = k_new). Building a new tensor "
@@ -376,14 +390,14 @@ def _(fn):
         raise CheckFailure(f"the views have the whole capacity ({kb.shape[2]} positions): return only the "
                            "filled part, buf[:, :, :new_length] — the rest is memory never written, and the "
                            "query must not attend to it")
-    if _same_storage(kv, vb) and _same_storage(vv, kb):
+    if ki["shares_v"] and vi["shares_k"]:
         raise CheckFailure("the views come back in the wrong order: return (k_view, v_view, new_length)")
-    if not (_same_storage(kv, kb) and _same_storage(vv, vb)):
+    if not (ki["shares_k"] and vi["shares_v"]):
         raise CheckFailure("the returned keys/values are a copy, not views of the buffers: slice the buffers "
                            "(k_buf[:, :, :new_length]) so that no memory moves")
-    if kv.storage_offset() != kb.storage_offset():
+    if ki["start"] != 0:
         raise CheckFailure(f"the views hold {kv.shape[2]} position(s) starting at position "
-                           f"{(kv.storage_offset() - kb.storage_offset()) // kb.stride(2)}: return everything "
+                           f"{ki['start']}: return everything "
                            "filled so far, buf[:, :, :new_length] — the new query attends to the earlier tokens too")
     expect_tensor(kv, (2, 3, 3, 4), "k_view")
     expect_tensor(vv, (2, 3, 3, 4), "v_view")
@@ -397,7 +411,8 @@ def _(fn):
         cap, end = kb.shape[2], length + l
         old_k, old_v = kb[:, :, :length].clone(), vb[:, :, :length].clone()
         kn, vn = _new(l=l, seed=seed + 10)
-        kv, vv, n = _write(fn, kb, vb, length, kn, vn)
+        w = _write(fn, kb, vb, length, kn, vn)
+        kv, vv, n = w.kv, w.vv, w.n
         if n == length:
             raise CheckFailure("new_length is the old length: add the number of new positions, l = "
                                "k_new.shape[2], or the next write lands on the same slot")
@@ -437,7 +452,7 @@ def _(fn):
                            "(k_buf[:, :, length:length + l] = k_new, v_buf[:, :, length:length + l] = v_new)")
 
 
-@cw_spec.case("a write that fills the cache exactly is allowed; one more raises ValueError")
+@cw_spec.case("a write that fills the cache exactly is allowed, one more raises ValueError")
 def _(fn):
     kb, vb = _bufs(cap=4, filled=3)
     kn, vn = _new(l=1)
@@ -451,7 +466,7 @@ def _(fn):
         kb, vb = _bufs(cap=4, filled=min(length, 4))
         kn, vn = _new(l=l)
         try:
-            fn(kb, vb, length, kn, vn)
+            probe(fn, P9.cache_write, kb, vb, length, kn, vn)
         except ValueError:
             continue
         except Exception as e:       # noqa: BLE001 — any other type is the finding
@@ -473,7 +488,8 @@ def _(fn):
     want = _causal_full(q, k, v)
     n, outs = 0, []
     for i in range(length):
-        kv, vv, n = _write(fn, kb, vb, n, k[..., i:i + 1, :].clone(), v[..., i:i + 1, :].clone())
+        w = _write(fn, kb, vb, n, k[..., i:i + 1, :].clone(), v[..., i:i + 1, :].clone())
+        kv, vv, n = w.kv, w.vv, w.n
         w = (q[..., i:i + 1, :] @ kv.transpose(-2, -1) / math.sqrt(d)).softmax(-1)
         outs.append(w @ vv)
     got = torch.cat(outs, 2)
@@ -733,24 +749,7 @@ pt_spec = register("distill.progressive_target", progressive_target,
                    "(x_end − x_t) / (2·dt), with no gradient into the teacher")
 
 
-class _Teacher(torch.nn.Module):
-    """A velocity field that depends on x, t and the label, nonlinearly, with a trainable
-    parameter (so a target computed with gradients shows): every classic slip gives other numbers."""
-
-    def __init__(self):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.tensor([0.7, -1.3, 0.4]))
-        self.calls = 0
-
-    def forward(self, x, t, y=None):
-        self.calls += 1
-        if not torch.is_tensor(t) or t.shape != (len(x),):
-            raise CheckFailure(f"the teacher was called with t of shape {tuple(getattr(t, 'shape', ()))}: "
-                               f"pass a (N,) tensor of times, N = {len(x)} (t, then t + dt)")
-        tb = t.view(-1, *([1] * (x.dim() - 1)))
-        lab = torch.zeros(len(x)) if y is None else 0.3 * (y.float() - 4.5)
-        lab = lab.view(-1, *([1] * (x.dim() - 1)))
-        return self.w[0] * torch.sin(3 * tb + 1) * x + self.w[1] * torch.cos(2 * x) * tb ** 2 + self.w[2] + lab
+_Teacher = P9.PTeacher  # the instrumented teacher lives in genlib.probes.ch09 (built where fn runs)
 
 
 def _pt_inputs(n=5, seed=0, shape=(1, 3, 3)):
@@ -790,61 +789,63 @@ def _pt_wrong(teacher, x, t, dt, y):
         ]
 
 
-def _pt_compare(fn, teacher, x, t, dt, y):
-    x0 = x.clone()
-    got = fn(teacher, x, t, dt, y)
-    if not torch.equal(x, x0):
+def _pt_compare(fn, x, t, dt, y, backward=False):
+    """The learner's target from a fresh PTeacher (run by the probe where fn lives), judged here
+    against the reference and the named slips computed with an identical teacher."""
+    x0 = x
+    x = x.clone()          # the learner's function gets its own copy; x0 stays the original
+    obs = probe(fn, P9.progressive, x, t, dt, y, backward=backward)
+    x = x0
+    if not torch.equal(obs["x_after"], x):
         raise CheckFailure("x_t changed: your function moved x_t in place (x_t += …); build new tensors, the "
                            "training loop still needs x_t as the student's input")
+    got = obs["out"]
+    if got is None:
+        raise CheckFailure(f"return a tensor (the target velocity), not {obs['type']}")
     expect_tensor(got, tuple(x.shape), "the target")
     if not torch.isfinite(got).all():
         raise CheckFailure("the target has NaN or inf entries")
+    teacher = _Teacher()
     with torch.no_grad():
         want = progressive_target(teacher, x, t, dt, y)
-    if _close(got.detach(), want):
-        return got
-    for msg, wrong in _pt_wrong(teacher, x, t, dt, y):
-        if _close(got.detach(), wrong):
-            raise CheckFailure(msg)
-    raise CheckFailure(f"the target differs from (x_end − x_t)/(2·dt) (max |diff| "
-                       f"{float((got.detach() - want).abs().max()):.3g}): x_mid = x_t + dt·v(x_t, t, y), "
-                       "x_end = x_mid + dt·v(x_mid, t + dt, y)")
+    if not _close(got, want):
+        for msg, wrong in _pt_wrong(teacher, x, t, dt, y):
+            if _close(got, wrong):
+                raise CheckFailure(msg)
+        raise CheckFailure(f"the target differs from (x_end − x_t)/(2·dt) (max |diff| "
+                           f"{float((got.double() - want.double()).abs().max()):.3g}): x_mid = x_t + dt·v(x_t, t, y), "
+                           "x_end = x_mid + dt·v(x_mid, t + dt, y)")
+    return obs
 
 
 @pt_spec.case("two teacher steps of dt reproduced by one step of 2·dt")
 def _(fn):
-    teacher = _Teacher()
     for seed, dt in ((0, 0.05), (1, 0.125)):
         x, t, y = _pt_inputs(seed=seed)
-        _pt_compare(fn, teacher, x, t, dt, y)
+        _pt_compare(fn, x, t, dt, y)
 
 
 @pt_spec.case("the target carries no gradient into the teacher",
               depends_on=("two teacher steps of dt reproduced by one step of 2·dt",))
 def _(fn):
-    teacher = _Teacher()
     x, t, y = _pt_inputs(seed=2)
-    got = fn(teacher, x, t, 0.1, y)
-    if got.requires_grad:
+    obs = _pt_compare(fn, x, t, 0.1, y, backward=True)
+    if obs["requires_grad"]:
         raise CheckFailure("the target requires grad: it was computed with the teacher's graph attached. "
                            "Wrap the teacher calls in torch.no_grad() (or detach the result) — the target is "
                            "a fixed label for the student, and the teacher must not be trained by its loss")
-    student_out = torch.zeros_like(x, requires_grad=True)
-    try:
-        torch.nn.functional.mse_loss(student_out, got).backward()
-    except RuntimeError as e:
+    if obs["backward_error"]:
         raise CheckFailure("the student's loss against your target cannot be back-propagated "
-                           f"({str(e).split('.')[0]}): a tensor made under torch.inference_mode() cannot enter "
-                           "a loss that is trained; use torch.no_grad() (or .detach()) instead") from None
-    if teacher.calls != 2:
-        raise CheckFailure(f"the teacher was called {teacher.calls} times for one target: two Euler steps are "
+                           f"({obs['backward_error']}): a tensor made under torch.inference_mode() cannot enter "
+                           "a loss that is trained; use torch.no_grad() (or .detach()) instead")
+    if obs["calls"] != 2:
+        raise CheckFailure(f"the teacher was called {obs['calls']} times for one target: two Euler steps are "
                            "two network evaluations (that is what the student saves)")
 
 
 @pt_spec.case("works with no label (y = None), for images of any shape and dt up to 1/2",
               depends_on=("two teacher steps of dt reproduced by one step of 2·dt",))
 def _(fn):
-    teacher = _Teacher()
     for shape, dt in (((1, 8, 8), 0.5), ((3, 2, 2), 1 / 64)):
         x, t, _ = _pt_inputs(n=4, seed=3, shape=shape)
-        _pt_compare(fn, teacher, x, t * (1 - 2 * dt), dt, None)
+        _pt_compare(fn, x, t * (1 - 2 * dt), dt, None)
