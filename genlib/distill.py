@@ -219,11 +219,11 @@ _PD_STAGES = PD_RECIPE["start_steps"].bit_length() - 1          # 32 → 1: five
 TRAINING_COST = {
     "flow (the teacher)": {"evaluations": 5000 * 3, "note": "5,000 updates from scratch"},
     "reflow (from the teacher)": {"evaluations": 12000 * 32 // 128 + 3000 * 3,
-                                  "note": "12,000 teacher samples at 32 evaluations + 3,000 updates"},
+                                  "note": "12,000 teacher samples at 32 evaluations + 3,000 updates, on top of the teacher"},
     "progressive distillation": {"evaluations": _PD_STAGES * PD_RECIPE["steps_per_stage"] * (2 + 3),
                                  "note": f"{_PD_STAGES} stages × {PD_RECIPE['steps_per_stage']} updates, "
-                                         "2 teacher calls + 1 update each"},
+                                         "2 teacher calls + 1 update each, on top of the teacher"},
     "consistency distillation": {"evaluations": CD_RECIPE["steps"] * (2 + 1 + 3),
                                  "note": f"{CD_RECIPE['steps']:,} updates, a Heun teacher step (2 calls) + "
-                                         "the stop-gradient target (1) + 1 update each"},
+                                         "the stop-gradient target (1) + 1 update each, on top of the teacher"},
 }

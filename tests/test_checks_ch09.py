@@ -658,3 +658,16 @@ def test_progressive_target_lands_where_the_teacher_does():
     two = FL.sample_euler(teacher, x, 2, y)                       # two steps of 1/2 from t = 0
     one = x + 1.0 * progressive_target(teacher, x, t, 0.5, y)     # one step of 1
     assert torch.allclose(one, two, atol=1e-5)
+
+
+def _pt_cpu_ones(teacher, x_t, t, dt, y=None):
+    with torch.no_grad():
+        t2 = t + dt * torch.ones(len(t))            # a CPU tensor: fails once t lives on a GPU
+        v1 = teacher(x_t, t, y)
+        x_mid = x_t + dt * v1
+        return (v1 + teacher(x_mid, t2, y)) / 2
+
+
+def test_progressive_target_rejects_a_cpu_only_implementation(rejects):
+    first_rejects(rejects, PT, _pt_cpu_ones, "runs where the tensors live (the chapter uses a GPU when there is one)",
+                  "another device")

@@ -393,3 +393,16 @@ def test_committed_results_follow_the_current_schema_and_directions():
     assert all(r["identical"] for r in kv.values()) and set(kv) == {16, 64, 256}
     assert kv[256]["speedup"] > kv[16]["speedup"]  # the saved prefix work grows with the length
     assert math.isfinite(res["wall_seconds"]) and res["wall_seconds"] < 20 * 60
+
+
+def test_paired_resolves_a_shift_the_row_spreads_hide():
+    """Rows that share each seed's noise: a constant shift of 2 with row spreads of ~10 is resolved
+    by the paired interval, not by ``matched``; a difference that changes sign is not."""
+    a = {"name": "a", "kid": 0.0, "kid_std": 10.0, "kid_seeds": [-10.0, 0.0, 10.5]}
+    b = {"name": "b", "kid": 2.0, "kid_std": 10.0, "kid_seeds": [-8.0, 2.0, 12.0]}
+    assert speed.paired(a, b)[0] == "better" and speed.paired(b, a)[0] == "worse"
+    assert speed.matched(a, b)[0] == "within noise"
+    c = {"name": "c", "kid": 0.0, "kid_std": 10.0, "kid_seeds": [-9.0, -1.0, 11.0]}
+    assert speed.paired(a, c)[0] == "within noise"
+    with pytest.raises(ValueError):
+        speed.paired(a, {"name": "d", "kid_seeds": [1.0, 2.0]})

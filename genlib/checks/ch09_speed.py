@@ -794,8 +794,9 @@ def _pt_compare(fn, x, t, dt, y, backward=False):
     against the reference and the named slips computed with an identical teacher."""
     x0 = x
     x = x.clone()          # the learner's function gets its own copy; x0 stays the original
-    obs = probe(fn, P9.progressive, x, t, dt, y, backward=backward)
-    x = x0
+    t0 = t
+    obs = probe(fn, P9.progressive, x, t.clone(), dt, y, backward=backward)
+    x, t = x0, t0
     if not torch.equal(obs["x_after"], x):
         raise CheckFailure("x_t changed: your function moved x_t in place (x_t += …); build new tensors, the "
                            "training loop still needs x_t as the student's input")
@@ -849,3 +850,17 @@ def _(fn):
     for shape, dt in (((1, 8, 8), 0.5), ((3, 2, 2), 1 / 64)):
         x, t, _ = _pt_inputs(n=4, seed=3, shape=shape)
         _pt_compare(fn, x, t * (1 - 2 * dt), dt, None)
+
+
+@pt_spec.case("runs where the tensors live (the chapter uses a GPU when there is one)",
+              depends_on=("two teacher steps of dt reproduced by one step of 2·dt",))
+def _(fn):
+    obs = probe(fn, P9.progressive_meta)
+    if obs["error"]:
+        raise CheckFailure("with x_t and t on another device than the CPU your function fails "
+                           f"({obs['error']}): a tensor you create inside it (torch.ones(…), torch.tensor(…)) lives on "
+                           "the CPU. Build it from the inputs instead (t + dt, torch.ones_like(t)) so it follows them "
+                           "(checked with tensors on PyTorch's 'meta' device, which behaves like a GPU here)")
+    if obs["device"] not in (None, "meta"):
+        raise CheckFailure(f"for inputs on another device the target came back on {obs['device']}: keep it on "
+                           "x_t's device")

@@ -35,7 +35,7 @@ class PTeacher(nn.Module):
             raise CheckFailure(f"the teacher was called with t of shape {tuple(getattr(t, 'shape', ()))}: "
                                f"pass a (N,) tensor of times, N = {len(x)} (t, then t + dt)")
         tb = t.view(-1, *([1] * (x.dim() - 1)))
-        lab = torch.zeros(len(x), dtype=x.dtype) if y is None else 0.3 * (y.to(x.dtype) - 4.5)
+        lab = torch.zeros(len(x), dtype=x.dtype, device=x.device) if y is None else 0.3 * (y.to(x.dtype) - 4.5)
         lab = lab.view(-1, *([1] * (x.dim() - 1)))
         return self.w[0] * torch.sin(3 * tb + 1) * x + self.w[1] * torch.cos(2 * x) * tb ** 2 + self.w[2] + lab
 
@@ -86,3 +86,19 @@ def cache_write(fn, k_buf, v_buf, length, k_new, v_new):
                 items.append({"type": type(r).__name__})
         obs["items"] = items
     return obs
+
+
+def progressive_meta(fn, n=4, shape=(1, 8, 8), dt=0.125):
+    """``fn`` on inputs that live on the ``meta`` device (shapes without data), as a stand-in for a
+    GPU: whether it runs, and where its output lives. A tensor created on the CPU inside ``fn`` and
+    combined with x_t or t raises here exactly as it would on a GPU."""
+    x = torch.empty((n, *shape), device="meta")
+    t = torch.empty(n, device="meta")
+    y = torch.zeros(n, dtype=torch.long, device="meta")
+    try:
+        out = fn(PTeacher(), x, t, dt, y)
+    except (RuntimeError, TypeError, ValueError) as e:
+        return {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:160]}", "device": None, "shape": None}
+    if not torch.is_tensor(out):
+        return {"error": None, "device": None, "shape": None}
+    return {"error": None, "device": str(out.device), "shape": list(out.shape)}
