@@ -103,6 +103,16 @@ def _frozen(model):
     return m
 
 
+def _update(opt, sched, ema, student, loss, losses: list) -> None:
+    """One optimiser step on ``loss``, the learning-rate schedule, the EMA, and the loss recorded."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    ema.update(student)
+    losses.append(loss.item())
+
+
 def train_progressive(teacher, x1: torch.Tensor, y=None, start_steps: int = 32, end_steps: int = 1,
                       steps_per_stage: int = 600, batch_size: int = 128, lr: float = 5e-4,
                       ema_decay: float = 0.995, seed: int = 0, progress: bool = True,
@@ -138,12 +148,7 @@ def train_progressive(teacher, x1: torch.Tensor, y=None, start_steps: int = 32, 
             x_t = b0 + _bcast(t, b0) * (b1 - b0)
             target = target_fn(current, x_t, t, 1.0 / (2 * k), yb)
             loss = F.mse_loss(student(x_t, t, yb), target)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            ema.update(student)
-            losses.append(loss.item())
+            _update(opt, sched, ema, student, loss, losses)
         current = _frozen(ema.model)
         out["students"][k], out["losses"][k] = current, losses
         out["seconds"][k] = time.process_time() - t0
@@ -178,12 +183,7 @@ def train_consistency(teacher, x1: torch.Tensor, y=None, grid: int = 16, steps: 
         target = consistency_target(student, teacher, x_t, t, 1.0 / grid, yb)
         student.train()
         loss = F.mse_loss(consistency_fn(student, x_t, t, yb), target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        ema.update(student)
-        losses.append(loss.item())
+        _update(opt, sched, ema, student, loss, losses)
     return {"model": _frozen(ema.model), "seconds": time.process_time() - t0, "losses": losses}
 
 

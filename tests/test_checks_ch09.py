@@ -580,6 +580,12 @@ def _pt(kind=None):
     return fn
 
 
+def _pt_y_once(teacher, x_t, t, dt, y=None):
+    with torch.no_grad():
+        v1 = teacher(x_t, t, y)
+        return (v1 + teacher(x_t + dt * v1, t + dt)) / 2
+
+
 def _pt_mean_of_slopes(teacher, x_t, t, dt, y=None):
     with torch.no_grad():
         v1 = teacher(x_t, t, y)
@@ -629,6 +635,7 @@ PT_GALLERY = [
     ("second call at x_t", _pt("x_t"), PT_EXACT, "not at x_mid"),
     ("teacher steps of 2dt", _pt("2dt steps"), PT_EXACT, "steps of 2·dt"),
     ("label not passed", _pt("no label"), PT_EXACT, "without the label"),
+    ("label to the first call only", _pt_y_once, PT_EXACT, "first teacher call only"),
     ("sign reversed", _pt("sign"), PT_EXACT, "sign is reversed"),
     ("divided by dt", _pt("/dt"), PT_EXACT, "instead of 2·dt"),
     ("returns the end point", _pt("end point"), PT_EXACT, "end point"),

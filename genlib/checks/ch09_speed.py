@@ -783,6 +783,8 @@ def _pt_wrong(teacher, x, t, dt, y):
              "starts where the first one ended", (v1 + teacher(x, t + dt, y)) / 2),
             ("the teacher took steps of 2·dt each: its steps are dt, the student's one step is 2·dt",
              (2 * dt * v1 + 2 * dt * teacher(x + 2 * dt * v1, t + 2 * dt, y)) / (2 * dt)),
+            ("the label y went to the first teacher call only: pass it to the second call too, "
+             "v(x_mid, t + dt, y)", (dt * v1 + dt * teacher(xm, t + dt, None)) / (2 * dt)),
             ("the teacher was called without the label y: pass y to both calls (a class-conditional teacher "
              "draws the requested digit only when told which one)",
              (dt * teacher(x, t, None) + dt * teacher(x + dt * teacher(x, t, None), t + dt, None)) / (2 * dt)),
