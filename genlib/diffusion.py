@@ -400,6 +400,8 @@ PRETRAINED = {
     "digits_pd2": "digits_flow progressively distilled to 2 Euler steps (genlib.distill)",
     "digits_pd1": "digits_flow progressively distilled to 1 Euler step (genlib.distill)",
     "digits_cd": "digits_flow consistency-distilled (genlib.distill.sample_consistency; 1 step = Euler)",
+    "digits_vae": "chapter 05's class-conditional MLPVAE on grey digits (genlib.speed.train_digits_vae, "
+                  "2,000 steps, seed 0): decode z ~ N(0, I) with a label",
 }
 
 
@@ -409,7 +411,8 @@ def weights_path(name: str) -> str:
 
 def load_pretrained(name: str, device="cpu") -> nn.Module:
     """A shipped digits model in eval mode, float32, frozen: "digits_flow", "digits_ddpm" (has
-    ``.schedule``), "digits_reflow" or "digits_dcgan" (a DCGANGenerator with ``.z_dim``).
+    ``.schedule``), "digits_reflow", "digits_dcgan" (a DCGANGenerator with ``.z_dim``), the
+    distilled students "digits_pd4/pd2/pd1" and "digits_cd", or "digits_vae" (an MLPVAE).
     Weights are stored in float16 in genlib/weights/<name>.pt; scripts/train_diffusion.py
     rebuilds them."""
     if name not in PRETRAINED:
@@ -424,6 +427,9 @@ def load_pretrained(name: str, device="cpu") -> nn.Module:
     if kind == "dcgan":
         from genlib.models import DCGANGenerator
         model = DCGANGenerator(**cfg)
+    elif kind == "mlpvae":
+        from genlib.vae import MLPVAE
+        model = MLPVAE(**cfg)
     else:
         T, steps = cfg.pop("T", None), cfg.pop("steps", None)
         model = TinyUNet(**cfg)

@@ -235,9 +235,10 @@ def _progress(iterable=None, total=None, desc=None):
 # ============================================================================ one pass vs iterative (digits)
 def train_digits_vae(steps: int = 2000, seed: int = 0, latent: int = 16, device="cpu"):
     """Chapter 05's ``MLPVAE``, class-conditional, trained on the grey training digits in [0, 1] with
-    a Bernoulli (cross-entropy) likelihood, seeded: ~3 s on two cores. Sampling decodes z ~ N(0, I)
-    to the decoder's mean (sigmoid of the logits), mapped to [-1, 1]. No VAE weights are shipped
-    (chapter 05 trains its VAEs in the notebook), so the bench trains this one itself."""
+    a Bernoulli (cross-entropy) likelihood, seeded: 2,000 steps take ~15 s on two cores. Sampling
+    decodes z ~ N(0, I) to the decoder's mean (sigmoid of the logits), mapped to [-1, 1]. The model
+    trained with the defaults ships as ``digits_vae`` (scripts/train_diffusion.py --only vae), and
+    ``load_digits_models`` loads it."""
     from genlib.data import digits
     from genlib.vae import MLPVAE, train_vae
 
@@ -308,15 +309,21 @@ def sample_row(models: dict, name: str, z: torch.Tensor, y: torch.Tensor, seed: 
     return spec[name][2](z, y, torch.Generator().manual_seed(seed))
 
 
-def load_digits_models(device="cpu", vae: bool = True, vae_steps: int = 2000) -> dict:
-    """The shipped digits models (``diffusion.load_pretrained``) and, with ``vae``, a freshly
-    trained ``train_digits_vae``: {"dcgan", "ddpm", "flow", "reflow", "pd1", "pd2", "pd4", "cd",
-    "vae"} (pd<k>: the progressive-distillation students, cd: the consistency-distilled one)."""
+def load_digits_models(device="cpu", vae: bool = True, vae_steps: int | None = None) -> dict:
+    """The shipped digits models (``diffusion.load_pretrained``): {"dcgan", "ddpm", "flow",
+    "reflow", "pd1", "pd2", "pd4", "cd", "vae"} (pd<k>: the progressive-distillation students, cd:
+    the consistency-distilled one). With ``vae`` the shipped ``digits_vae`` (``train_digits_vae``
+    with its defaults), or with ``vae_steps`` one trained here for that many steps; without, None."""
     from genlib.diffusion import load_pretrained
 
     out = {k: load_pretrained(f"digits_{k}", device)
            for k in ("dcgan", "ddpm", "flow", "reflow", "pd1", "pd2", "pd4", "cd")}
-    out["vae"] = train_digits_vae(vae_steps, device=device) if vae else None
+    if not vae:
+        out["vae"] = None
+    elif vae_steps is None:
+        out["vae"] = load_pretrained("digits_vae", device)
+    else:
+        out["vae"] = train_digits_vae(vae_steps, device=device)
     return out
 
 
@@ -1219,15 +1226,14 @@ def _run_speed(quick, dev, command, compile, progress, clock) -> dict:
     # --- one pass vs iterative on digits
     n, batch = (200, 100) if quick else (500, 250)
     seeds = (0, 1, 2)
-    models = load_digits_models(dev, vae=True, vae_steps=1000 if quick else 2000)
+    models = load_digits_models(dev, vae=True)
     rows = digits_rows(models, QUICK_DIGITS_ROWS if quick else DIGITS_ROWS, n=n, batch=batch, device=dev,
                        progress=progress, clock=clock, seeds=seeds)
     res["digits"] = {"n": n, "batch": batch, "seeds": len(seeds), "real_fid": rows[0]["real_fid"],
                      "real_kid": rows[0]["real_kid"], "real_kid_std": rows[0]["real_kid_std"],
                      "noise_kid": digits_noise(rows, "kid"), "noise_fid": digits_noise(rows, "fid"), "rows": rows,
                      "vae": "chapter 05's MLPVAE (class-conditional, 16-d latent, Bernoulli likelihood on grey "
-                            f"digits), trained here for {1000 if quick else 2000} steps, seed 0; samples are the "
-                            "decoder's mean"}
+                            "digits), the shipped digits_vae: 2,000 steps, seed 0; samples are the decoder's mean"}
     # per-evaluation cost of the TinyUNet at this batch, from the flow rows: the cost model's check
     fl = [r for r in rows if r["family"] == "flow"]
     if len(fl) >= 2:

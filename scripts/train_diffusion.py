@@ -1,7 +1,7 @@
 """Train the digits models that chapters 07 and 09 sample from and write them to genlib/weights/.
 
     .venv/bin/python scripts/train_diffusion.py                 # all of them (~30 min, 2 cores)
-    .venv/bin/python scripts/train_diffusion.py --only flow     # any of: flow ddpm reflow dcgan pd cd
+    .venv/bin/python scripts/train_diffusion.py --only flow     # any of: flow ddpm reflow dcgan pd cd vae
     .venv/bin/python scripts/train_diffusion.py --check         # retrain, compare with the shipped files
     .venv/bin/python scripts/train_diffusion.py --check --only dcgan   # the quick subset (~1.5 min)
 
@@ -16,6 +16,8 @@ What ships (float16 state dicts plus a config, loaded by genlib.diffusion.load_p
   400 updates per stage); the 4-, 2- and 1-step stage students (config "steps")
 * ``digits_cd.pt``     consistency distillation of digits_flow (distill.train_consistency, distill.CD_RECIPE:
   2,000 updates, Heun teacher steps of 1/16); one step = one Euler step (distill.sample_consistency)
+* ``digits_vae.pt``    chapter 05's class-conditional MLPVAE on grey digits (genlib.speed.train_digits_vae:
+  2,000 steps, seed 0, Bernoulli likelihood); the bench's and chapter 09's "VAE decoder (ch05)" row
 
 Everything trains on the 1,500 train digits only; the 297 test digits stay held out for the FID.
 Reproducible: CPU, 2 threads, deterministic algorithms, and each model trains in its own RNG
@@ -78,10 +80,10 @@ DCGAN_STEPS, DCGAN_Z = 3000, 8  # as in chapter 03
 # the distillation recipes live in genlib.distill (its TRAINING_COST reports them in the chapter)
 from genlib.distill import CD_RECIPE, PD_RECIPE  # noqa: E402
 PD_SHIP = (4, 2, 1)                              # the stage students that ship (digits_pd<k>)
-NAMES = ("flow", "ddpm", "reflow", "dcgan", "pd", "cd")
+NAMES = ("flow", "ddpm", "reflow", "dcgan", "pd", "cd", "vae")
 
 
-SEEDS = {"flow": 0, "ddpm": 1, "reflow": 2, "dcgan": 0, "pd": 3, "cd": 4}  # one per model (initial weights + data/noise)
+SEEDS = {"flow": 0, "ddpm": 1, "reflow": 2, "dcgan": 0, "pd": 3, "cd": 4, "vae": 0}  # one per model (initial weights + data/noise)
 
 
 @contextlib.contextmanager
@@ -175,9 +177,20 @@ def train_dcgan(verbose=True) -> torch.nn.Module:
     return ema.model.eval()
 
 
+def train_vae(verbose=True) -> torch.nn.Module:
+    """genlib.speed.train_digits_vae with its defaults (2,000 steps, seed 0)."""
+    from genlib.speed import train_digits_vae
+    os.environ.setdefault("GENLIB_PROGRESS", "1" if verbose else "0")
+    with _seeded("vae") as seed:
+        return train_digits_vae(seed=seed)
+
+
 def _config(name, model):
     if name == "dcgan":
         return {"kind": "dcgan", "z_dim": model.z_dim, "ch": model.ch}
+    if name == "vae":
+        return {"kind": "mlpvae", "latent": model.latent, "hidden": model.encoder[0].out_features,
+                "n_classes": model.n_classes}
     cfg = {"kind": name, **model.config}
     if name == "ddpm":
         cfg["T"] = T
@@ -200,6 +213,8 @@ def quick_eval(name: str, model, seed: int = 123) -> dict:
     y = torch.arange(1000) % 10
     if name == "dcgan":
         x = model(torch.randn(1000, model.z_dim, generator=g))
+    elif name == "vae":  # the decoder's mean, as genlib.speed samples it
+        x = 2 * torch.sigmoid(model.decode(torch.randn(1000, model.latent, generator=g), y)) - 1
     elif name == "ddpm":
         x = D.sample_ddim(model, (1000, 1, 8, 8), D.Schedule.cosine(T), 20, y=y, generator=g)
     else:  # flow 8 Euler steps; reflow and cd 1 (one consistency step is one Euler step); pd<k> k
@@ -243,7 +258,7 @@ def main() -> int:
             base = models.get("flow") or _load(os.path.join(args.out, "digits_flow.pt"))
             trained = {"reflow": train_reflow, "pd": train_pd, "cd": train_cd}[name](base, verbose)
         else:
-            trained = {"flow": train_flow, "ddpm": train_ddpm, "dcgan": train_dcgan}[name](verbose)
+            trained = {"flow": train_flow, "ddpm": train_ddpm, "dcgan": train_dcgan, "vae": train_vae}[name](verbose)
         if not isinstance(trained, dict):
             trained = {name: trained}
         for file_name, model in trained.items():
@@ -297,11 +312,12 @@ def _load_blob(name, blob):
     with tempfile.TemporaryDirectory() as d:
         p = os.path.join(d, "m.pt")
         torch.save(blob, p)
-        if name == "dcgan":
+        if name in ("dcgan", "vae"):
             from genlib.models import DCGANGenerator
+            from genlib.vae import MLPVAE
             cfg = dict(blob["config"])
             cfg.pop("kind")
-            m = DCGANGenerator(**cfg)
+            m = (DCGANGenerator if name == "dcgan" else MLPVAE)(**cfg)
             m.load_state_dict({k: v.float() for k, v in blob["state"].items()})
             return m.eval()
         return _load(p)
