@@ -558,11 +558,14 @@ def _pt(kind=None):
             if kind == "one step":
                 return v(x_t, t)
             v1 = v(x_t, t)
+            if kind == "half steps":
+                x_mid = x_t + dt / 2 * v1
+                return (x_mid + dt / 2 * v(x_mid, t + dt / 2) - x_t) / dt
             if kind == "2dt steps":
                 x_mid = x_t + 2 * dt * v1
                 return (2 * dt * v1 + 2 * dt * v(x_mid, t + 2 * dt)) / (2 * dt)
             x_mid = x_t + dt * v1
-            t2 = {"t": t, "t+2dt": t + 2 * dt}.get(kind, t + dt)
+            t2 = {"t": t, "t+2dt": t + 2 * dt, "t-dt": t - dt}.get(kind, t + dt)
             x2 = x_t if kind == "x_t" else x_mid
             v2 = v(x2, t2, None if kind == "no label" else y)
             if kind == "no label":
@@ -632,6 +635,8 @@ PT_GALLERY = [
     ("one teacher step", _pt("one step"), PT_EXACT, "one teacher step"),
     ("second call at t", _pt("t"), PT_EXACT, "used time t:"),
     ("second call at t + 2dt", _pt("t+2dt"), PT_EXACT, "t + 2·dt"),
+    ("second call at t - dt", _pt("t-dt"), PT_EXACT, "used time t − dt"),
+    ("dt taken as the student's step", _pt("half steps"), PT_EXACT, "half steps of dt/2"),
     ("second call at x_t", _pt("x_t"), PT_EXACT, "not at x_mid"),
     ("teacher steps of 2dt", _pt("2dt steps"), PT_EXACT, "steps of 2·dt"),
     ("label not passed", _pt("no label"), PT_EXACT, "without the label"),

@@ -779,6 +779,11 @@ def _pt_wrong(teacher, x, t, dt, y):
              (dt * v1 + dt * teacher(xm, t, y)) / (2 * dt)),
             ("the second teacher evaluation used time t + 2·dt: x_mid sits at t + dt",
              (dt * v1 + dt * teacher(xm, t + 2 * dt, y)) / (2 * dt)),
+            ("the second teacher evaluation used time t − dt: time runs from noise (t = 0) to data (t = 1), so "
+             "x_mid = x_t + dt·v sits at t + dt", (dt * v1 + dt * teacher(xm, t - dt, y)) / (2 * dt)),
+            ("the teacher took two half steps of dt/2 and you divided by dt: here dt is the TEACHER's step — "
+             "two teacher steps of dt, one student step of 2·dt, target (x_end − x_t)/(2·dt)",
+             (dt / 2 * v1 + dt / 2 * teacher(x + dt / 2 * v1, t + dt / 2, y)) / dt),
             ("the second teacher evaluation was at x_t, not at x_mid = x_t + dt·v(x_t, t): the second step "
              "starts where the first one ended", (v1 + teacher(x, t + dt, y)) / 2),
             ("the teacher took steps of 2·dt each: its steps are dt, the student's one step is 2·dt",
