@@ -1101,7 +1101,7 @@ PUBLISHED = [
      "ours_key": "reflow"},
     {"lever": "Progressive / consistency distillation",
      "paper": "Salimans & Ho, Progressive Distillation (ICLR 2022); Song et al., Consistency Models (ICML 2023)",
-     "claim": "CIFAR-10 (unconditional, 50k samples): progressive distillation FID 9.12 / 4.51 / 3.00 at 1 / 2 / 4 steps "
+     "claim": "CIFAR-10 (unconditional): progressive distillation FID 9.12 / 4.51 / 3.00 at 1 / 2 / 4 steps "
               "(Salimans & Ho); consistency distillation 3.55 at 1 step (Song et al., LPIPS loss)",
      "ours_key": "distill"},
     {"lever": "MaskGIT parallel decoding", "paper": "Chang et al., MaskGIT (CVPR 2022)",
