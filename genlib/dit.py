@@ -11,7 +11,7 @@ guidance=s)`` guides it. The text encoder is the one ``CaptionFlowNet`` uses —
 embeddings — read either pooled (their sum) or as a sequence (one token per word, plus a learned
 position per word), so a comparison with chapter 08 changes the generator, not the text encoder.
 
-The three ways the DiT paper (§3.2, "DiT block design") feeds the time t and the condition c into
+The three ways the DiT paper (its "DiT block design" paragraphs) feeds the time t and the condition c into
 a block, all built here (``cond=``):
 
 * ``"adaln_zero"``: c = embed(t) + pooled caption regresses, per block, a shift, a scale and a
