@@ -329,7 +329,7 @@ def _ring_index(size: int, device=None) -> torch.Tensor:
 
 def make_key(channels: int = 3, radius: int = 3, generator: torch.Generator | None = None):
     """(channels, radius + 1) real ring values ~ N(0, 1): ring r of channel c gets key[c, r]
-    (Wen et al. 2023's "ring" key: constant on each ring, drawn from a Gaussian)."""
+    (a key that is constant on each ring, in the spirit of Wen et al. 2023's ring pattern)."""
     return torch.randn(channels, radius + 1, generator=generator)
 
 
@@ -362,8 +362,8 @@ def plant_key(noise: torch.Tensor, key: torch.Tensor, radius: int) -> torch.Tens
 
 
 def key_distance(noise_est: torch.Tensor, key: torch.Tensor, radius: int) -> torch.Tensor:
-    """(N,) mean |FFT(noise_est) − key| over the ring frequencies of every channel (L1, as in the
-    paper). Small for noise that carries the key."""
+    """(N,) mean |FFT(noise_est) − key| over the ring frequencies of every channel (an L1
+    distance). Small for noise that carries the key."""
     h = noise_est.shape[-1]
     ring = _ring_index(h, noise_est.device)
     mask = ring <= radius
@@ -377,7 +377,8 @@ def detect_key(x0: torch.Tensor, model, key: torch.Tensor, radius: int, steps: i
                y=None, guidance: float = 1.0) -> torch.Tensor:
     """Invert the sampler from the images x0 (N, C, H, W) to a noise estimate and return its
     ``key_distance`` (N,). y = None inverts with the empty caption, as a detector that does not
-    know the prompt must (the paper inverts with an empty prompt too)."""
+    know the prompt must. The inversion recovers the noise only roughly on this model (see the
+    chapter's measurements), which is what limits detection, not the key."""
     return key_distance(invert(model, x0, steps, y, guidance), key, radius)
 
 
