@@ -128,3 +128,26 @@ def test_pretraining_is_seeded_and_lowers_the_mlm_loss():
     start, end = sum(h1[:10]) / 10, sum(h1[-20:]) / 20
     assert math.isclose(start, math.log(len(v)), rel_tol=0.15)
     assert end < start - 2.0, (start, end)
+
+
+def test_bag_of_words_probe_reads_paraphrases_but_not_synonyms_or_bindings():
+    one = tp.probe_transfer(tp.bag_of_words)
+    assert one["base"]["mean"] == 1.0 and one["paraphrase"]["mean"] == 1.0   # order-blind helps here
+    # every synonym is <unk>: one feature vector for all captions, one answer per label, and the
+    # test sets are balanced, so each accuracy is exactly chance
+    for k, n in (("size", 2), ("color", 6), ("shape", 4)):
+        assert math.isclose(one["synonym"][k], 1 / n, abs_tol=1e-6)
+    two = tp.probe_transfer(tp.bag_of_words, two=True)
+    assert two["base"]["mean"] < 0.6                        # "a red circle left of a blue square" =
+                                                            # the bag of "a blue circle left of a red square"
+
+
+def test_synonym_similarity_sees_copied_embeddings():
+    v = tp.Vocabulary()
+    model = tp.new_model(v, seed=0).eval()
+    random_gap = tp.synonym_similarity(model, v)["gap"]
+    with torch.no_grad():
+        for s, b in SYNONYM_OF.items():
+            model.encoder.embed.weight[v.stoi[s]] = model.encoder.embed.weight[v.stoi[b]]
+    copied = tp.synonym_similarity(model, v)
+    assert copied["same"] > 0.99 and copied["gap"] > random_gap + 0.5, (copied, random_gap)
