@@ -339,8 +339,10 @@ def digits_rows(models: dict, rows=DIGITS_ROWS, n: int = 1000, batch: int = 250,
     Returns dicts: name, family, nfe, n (per seed), seeds, batch, ms_per_image (median chunk ÷ batch
     over every chunk of every seed), q1/q3/min/max per image, chunk_ms; ``kid``, ``fid``, ``accuracy``
     (means over seeds) with ``*_std`` and ``*_seeds`` (one value per seed; accuracy None for the
-    unconditional DCGAN); ``real_kid`` / ``real_fid`` (+ ``_std``): random sets of n real train
-    digits scored the same way (a reference level, not a floor). ``seeds=(s,)`` gives one draw
+    unconditional DCGAN); ``real_kid`` / ``real_fid`` (+ ``_std``): sets of n real train digits
+    scored the same way (a reference level, not a floor) — with the samples' class counts for the
+    conditional rows (``real_matched`` True), random sets for the DCGAN; ``table_reference`` picks
+    the table's. ``seeds=(s,)`` gives one draw
     (no spread): use at least three to compare rows.
     """
     from genlib import quality
@@ -396,8 +398,19 @@ def digits_rows(models: dict, rows=DIGITS_ROWS, n: int = 1000, batch: int = 250,
             ref = q.get(f"real_{k}")
             row[f"real_{k}"] = ref.mean if ref is not None else None
             row[f"real_{k}_std"] = ref.std if ref is not None else None
+        row["real_matched"] = bool(q.get("real_matched", False))
         out.append(row)
     return out
+
+
+def table_reference(rows: list[dict]) -> dict:
+    """The real-digit reference level of a ``digits_rows`` table: the one of its first conditional
+    row (real train digits with the samples' class counts: n/10 of each digit), else the first
+    row's (random real sets, as for the unconditional DCGAN). → {"kid", "kid_std", "fid", "fid_std",
+    "matched"}."""
+    r = next((r for r in rows if r.get("real_matched")), rows[0])
+    return {"kid": r["real_kid"], "kid_std": r["real_kid_std"], "fid": r["real_fid"],
+            "fid_std": r["real_fid_std"], "matched": bool(r.get("real_matched"))}
 
 
 def row_quality(row: dict) -> dict:
@@ -479,10 +492,12 @@ def plot_pareto(rows: list[dict], ax=None, title: str | None = None, annotate: b
                 ax.annotate(r["name"].replace(" (ch03)", "").replace(" (ch05)", "").replace(" steps", ""),
                             (r["ms_per_image"], r[metric]), textcoords="offset points", xytext=(4, 3),
                             fontsize=7)
-    ref, ref_sd = rows[0].get(f"real_{metric}"), rows[0].get(f"real_{metric}_std") or 0.0
+    base = next((r for r in rows if r.get("real_matched")), rows[0])  # as table_reference picks it
+    ref, ref_sd = base.get(f"real_{metric}"), base.get(f"real_{metric}_std") or 0.0
     if ref is not None:
         ax.axhspan(ref - ref_sd, ref + ref_sd, color="0.85", zorder=0)
-        ax.axhline(ref, color="k", ls="--", lw=1, label=f"real train digits (n = {rows[0]['n']}), ± std")
+        ax.axhline(ref, color="k", ls="--", lw=1,
+                   label=f"real train digits (n = {base['n']}{', n/10 per digit' if base.get('real_matched') else ''}), ± std")
     ax.set_xscale("log")
     if metric == "fid":
         ax.set_yscale("log")
@@ -1229,8 +1244,9 @@ def _run_speed(quick, dev, command, compile, progress, clock) -> dict:
     models = load_digits_models(dev, vae=True)
     rows = digits_rows(models, QUICK_DIGITS_ROWS if quick else DIGITS_ROWS, n=n, batch=batch, device=dev,
                        progress=progress, clock=clock, seeds=seeds)
-    res["digits"] = {"n": n, "batch": batch, "seeds": len(seeds), "real_fid": rows[0]["real_fid"],
-                     "real_kid": rows[0]["real_kid"], "real_kid_std": rows[0]["real_kid_std"],
+    ref = table_reference(rows)
+    res["digits"] = {"n": n, "batch": batch, "seeds": len(seeds), "real_fid": ref["fid"],
+                     "real_kid": ref["kid"], "real_kid_std": ref["kid_std"], "real_matched": ref["matched"],
                      "noise_kid": digits_noise(rows, "kid"), "noise_fid": digits_noise(rows, "fid"), "rows": rows,
                      "vae": "chapter 05's MLPVAE (class-conditional, 16-d latent, Bernoulli likelihood on grey "
                             "digits), the shipped digits_vae: 2,000 steps, seed 0; samples are the decoder's mean"}
@@ -1412,7 +1428,8 @@ def markdown_speed(res: dict) -> str:
               f"digits: unbiased KID×10³ and FID at this n, mean ± std over the seeds). Noise level: the typical "
               f"seed-to-seed std (median over rows) is {d.get('noise_kid', float('nan')):.2f} for KID×10³ and "
               f"{d.get('noise_fid', float('nan')):.3f} for FID; read differences below about twice a row's std as ties. "
-              f"Reference level (not a floor): {d['n']} real train digits score KID×10³ "
+              f"Reference level (not a floor): {d['n']} real train digits"
+              f"{' with the samples’ class counts (n/10 of each digit)' if d.get('real_matched') else ''} score KID×10³ "
               f"{d.get('real_kid', float('nan')):.2f} ± {d.get('real_kid_std') or 0:.2f} and FID {d['real_fid']:.3f}.", "",
               "| sampler | NFE | ms / image | KID×10³ | FID | class accuracy |", "|---|---|---|---|---|---|"]
     for r in d["rows"]:
