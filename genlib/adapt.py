@@ -38,6 +38,9 @@ class LoRALinear(nn.Module):
 
     A: (rank, in) random (Kaiming-uniform, like a fresh nn.Linear), B: (out, rank) zeros, so the
     update B·A is zero at initialisation and the layer starts as exactly the base layer.
+    The scale alpha/rank changes with the rank at fixed alpha (4 at rank 1, 0.25 at rank 16), and
+    with it the effective learning rate of B: a sweep over ranks should say which it keeps fixed
+    (alpha = rank keeps the scale at 1; rsLoRA uses alpha/√rank).
     Trainable parameters: rank·(in + out)."""
 
     def __init__(self, base: nn.Linear, rank: int = 4, alpha: float = 4.0):
@@ -89,8 +92,12 @@ class LoRAConv2d(nn.Module):
 
 
 def _children_to_wrap(model: nn.Module, targets):
+    # nn.MultiheadAttention reads its out_proj's .weight directly instead of calling it: a wrapper
+    # there would break it (review helper-32 L4), so its projections are left alone
+    inside_mha = {f"{n}.{c}" if n else c for n, m in model.named_modules()
+                  if isinstance(m, nn.MultiheadAttention) for c, _ in m.named_modules() if c}
     for name, module in model.named_modules():
-        if not isinstance(module, (nn.Linear, nn.Conv2d)):
+        if not isinstance(module, (nn.Linear, nn.Conv2d)) or name in inside_mha:
             continue
         if targets is None or any(s in name for s in targets):
             yield name, module
@@ -148,7 +155,8 @@ def zero_conv(channels: int, out_channels: int | None = None) -> nn.Conv2d:
 class ControlledFlowNet(nn.Module):
     """ControlNet (Zhang et al. 2023) for chapter 08's ``CaptionFlowNet``.
 
-    ``base`` is frozen. A trainable copy of its encoder path (conditioning MLP and word
+    ``base`` is frozen in place (its parameters' requires_grad is switched off: pass a copy if you
+    still want to train it elsewhere). A trainable copy of its encoder path (conditioning MLP and word
     embeddings, ``inp``, ``down1``, ``pool1``, ``down2``, ``pool2``, ``mid``) receives x, with the
     encoded control map added through a zero conv after its first conv (the paper adds it to the
     copy's input the same way), and its three feature maps — the two
@@ -254,8 +262,8 @@ def invert(model, x: torch.Tensor, steps: int, y=None, guidance: float = 1.0) ->
     """Deterministic inversion (the flow analogue of DDIM inversion; Song et al. 2021, Mokady et
     al. 2023): undo each of ``sample_euler``'s steps in reverse order. The forward step
     x_{k+1} = x_k + dt·v(x_k, t_k) needs v at the unknown x_k; inversion uses v(x_{k+1}, t_k)
-    instead, so x_k ≈ x_{k+1} − dt·v(x_{k+1}, t_k). The error of that substitution is O(dt) per
-    step and shrinks as steps grow. x: (N, C, H, W) data (t = 1) → noise estimate (t = 0)."""
+    instead, so x_k ≈ x_{k+1} − dt·v(x_{k+1}, t_k). The substituted velocity is off by O(dt), so
+    each step's x is off by O(dt²) and the whole inversion by O(dt): it shrinks as steps grow. x: (N, C, H, W) data (t = 1) → noise estimate (t = 0)."""
     dt = 1.0 / steps
     for k in reversed(range(steps)):
         t = torch.full((len(x),), k * dt, device=x.device)
@@ -309,8 +317,8 @@ def dpo_flow_loss(model, ref, x_win, x_lose, y, t, noise, beta: float = 100.0) -
 
 def reward_weighted_loss(model, x1, y, reward, t, noise, temperature: float = 1.0) -> torch.Tensor:
     """Reward-weighted flow matching: mean_i w_i·err_i with w = softmax(reward/temperature)·N,
-    so w averages 1 (reward-weighted regression, Peters & Schaal 2007; used on text-to-image
-    models by Lee et al. 2023). temperature → 0: keep only the best sample (rejection sampling /
+    so w averages 1 (reward-weighted regression, Peters & Schaal 2007; the RWR baseline of DDPO on
+    diffusion models, Black et al. 2024 — Lee et al. 2023 weight the likelihood by the reward itself). temperature → 0: keep only the best sample (rejection sampling /
     best-of-N fine-tuning); temperature → ∞: plain fine-tuning on the model's own samples.
     x1: (N, C, H, W) the model's samples, reward: (N,) e.g. the shapes classifier's correctness."""
     w = torch.softmax(reward.float() / temperature, 0) * len(reward)
@@ -347,6 +355,12 @@ def plant_key(noise: torch.Tensor, key: torch.Tensor, radius: int) -> torch.Tens
     planted spectrum stays Hermitian and its inverse FFT is real up to rounding (the imaginary
     part, ~1e-7, is dropped). With norm="ortho" each coefficient of white N(0, 1) noise has
     E|X|² = 1, the same as a N(0, 1) key value, so the per-pixel variance is unchanged on average.
+    Only on average over keys: with one fixed key those coefficients are the same in every sample,
+    so the noise is no longer N(0, I) (its mean moves, and ~π·radius² coefficients per channel lose
+    their variance — 37 of 256 at radius 3 on 16×16). The paper plants in one channel of a 4-channel
+    latent with complex ring values from a random latent's spectrum; here every pixel channel gets
+    the key, and low frequencies carry colour and layout: measure quality and diversity with and
+    without it (review helper-32 M1).
     noise: (N, C, H, W) with H = W; key: (C, radius + 1)."""
     n, c, h, w = noise.shape
     if h != w:

@@ -26,6 +26,12 @@ a block, all built here (``cond=``):
   image tokens read the sequence [time token; word tokens]; the paper: "Cross-attention adds the
   most Gflops to the model, roughly a 15% overhead".
 
+Careful when comparing the three: here adaLN-Zero reads the caption *pooled* (an order-blind sum,
+a bag of words), the other two read it as a sequence with word positions. On two-object captions
+adaLN-Zero would lose binding to the pooling, not to the mechanism; the paper's comparison was on
+class labels (one token, nothing to bind). Compare the mechanisms on class labels or one-object
+captions, or give adaLN an order-aware pooled vector (review helper-32 H1).
+
 The final layer is adaLN (shift, scale from c) + linear for ``"adaln_zero"`` and LayerNorm +
 linear for the other two (there the condition enters only through its own mechanism); the last
 linear layer is zero in every mode, so an untrained DiT outputs exactly 0.
@@ -177,12 +183,17 @@ class DiT(nn.Module):
     divisible by 4 and by ``heads``. ``vocab``: caption vocabulary (default: chapter 08's
     ``Tokenizer``); ids 0..vocab-1 are words, ``null_class`` = vocab is the empty caption.
     ``max_words``: longest caption the per-word positions cover (sequence modes).
+    ``null_len``: how many null tokens ``y=None`` stands for — the caption length the model is
+    trained with (label dropout nulls whole rows of y): 4 for chapter 08's captions (the default),
+    1 for (N,) class labels, 8 for two-object captions. Any other length is an input never seen.
+    Guided sampling builds its null rows from y itself and does not depend on it.
     t is flow time in [0, 1] (multiplied by ``time_scale`` before the sinusoidal embedding).
     """
 
     def __init__(self, in_channels: int = 3, image_size=16, patch: int = 4, dim: int = 64,
                  depth: int = 4, heads: int = 4, cond: str = "adaln_zero", vocab: int | None = None,
-                 max_words: int = 16, mlp_ratio: int = 4, time_scale: float = 1000.0):
+                 max_words: int = 16, mlp_ratio: int = 4, time_scale: float = 1000.0,
+                 null_len: int = N_COND):
         super().__init__()
         if cond not in CONDS:
             raise ValueError(f"cond must be one of {CONDS}, got {cond!r}")
@@ -192,7 +203,10 @@ class DiT(nn.Module):
         vocab = len(Tokenizer()) if vocab is None else vocab
         self.config = dict(in_channels=in_channels, image_size=image_size, patch=patch, dim=dim,
                            depth=depth, heads=heads, cond=cond, vocab=vocab, max_words=max_words,
-                           mlp_ratio=mlp_ratio, time_scale=time_scale)
+                           mlp_ratio=mlp_ratio, time_scale=time_scale, null_len=null_len)
+        if null_len < 1:
+            raise ValueError(f"null_len must be at least 1, got {null_len}")
+        self.null_len = null_len
         self.channels, self.height, self.width, self.patch = in_channels, h, w, patch
         self.cond, self.dim, self.time_scale, self.null_class = cond, dim, time_scale, vocab
         self.tokens = (h // patch) * (w // patch)
@@ -217,7 +231,7 @@ class DiT(nn.Module):
         if x.dim() != 4 or tuple(x.shape[1:]) != want:
             raise ValueError(f"this DiT takes (N, {want[0]}, {want[1]}, {want[2]}), got {tuple(x.shape)}")
         if y is None:
-            y = torch.full((len(x), N_COND), self.null_class, dtype=torch.long, device=x.device)
+            y = torch.full((len(x), self.null_len), self.null_class, dtype=torch.long, device=x.device)
         if y.dim() == 1:                                                    # class labels
             y = y[:, None]
         h = self.embed(patchify(x, self.patch)) + self.pos                 # (N, T, D)

@@ -348,7 +348,10 @@ def _labels(records: list[dict]) -> dict:
 def fit_probe(x: torch.Tensor, labels: dict, steps: int = 300, weight_decay: float = 1e-3) -> dict:
     """Linear softmax classifiers, one per label, on standardised features (full batch, Adam,
     deterministic). Returns {"mean", "std", "heads"} for ``probe_predict``."""
-    mean, std = x.mean(0), x.std(0).clamp(min=1e-6)
+    mean, std = x.mean(0), x.std(0)
+    # a feature constant in training (e.g. bag-of-words <unk>) keeps std 1: dividing by a clamped
+    # ~0 std would blow it up to ~1e6 on unseen phrasings, where it is no longer constant
+    std = torch.where(std > 1e-6, std, torch.ones_like(std))
     z = (x - mean) / std
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

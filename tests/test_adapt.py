@@ -69,6 +69,18 @@ def test_add_lora_targets(base):
         adapt.add_lora(base, targets=("no_such_layer",))
 
 
+def test_add_lora_leaves_multihead_attention_projections_alone():
+    """nn.MultiheadAttention reads out_proj.weight directly: wrapping it would break the forward."""
+    net = nn.Sequential(nn.Linear(8, 8), nn.MultiheadAttention(8, 2, batch_first=True))
+    adapted, n = adapt.add_lora(net, rank=2)
+    assert isinstance(adapted[0], adapt.LoRALinear) and not isinstance(adapted[1].out_proj, adapt.LoRALinear)
+    assert n == 2 * (8 + 8)
+    x = torch.randn(2, 3, 8)
+    h = adapted[0](x)
+    # frozen vs trainable parameters can take different attention kernels: equal to float rounding
+    assert torch.allclose(adapted[1](h, h, h)[0], net[1](net[0](x), net[0](x), net[0](x))[0], atol=1e-6)
+
+
 def test_merge_lora_gives_the_adapted_outputs(base, batch):
     _, y, x, t = batch
     model, _ = adapt.add_lora(base, rank=4)

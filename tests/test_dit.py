@@ -194,6 +194,24 @@ def test_class_labels_work_as_one_word_captions_with_guidance():
     assert out.shape == x0.shape and torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize("cond", CONDS)
+def test_y_none_is_the_null_caption_of_the_trained_length(cond):
+    """Review helper-32 H2: y=None used 4 null tokens whatever the model was trained on; label dropout
+    nulls whole rows of y, so the empty input is null_len null tokens (1 for class labels)."""
+    torch.manual_seed(0)
+    model = DiT(dim=32, depth=1, heads=4, patch=4, cond=cond, vocab=48, null_len=1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))   # away from the zero init, where every input gives 0
+        x, t = torch.randn(3, 3, 16, 16), torch.rand(3)
+        none = model(x, t, None)
+        assert torch.equal(none, model(x, t, torch.full((3,), model.null_class)))
+        assert not torch.allclose(none, model(x, t, torch.full((3, 4), model.null_class)))
+    assert DiT(**model.config).null_len == 1
+    with pytest.raises(ValueError, match="null_len"):
+        DiT(null_len=0)
+
+
 def test_config_rebuilds_the_same_model():
     model = _small("cross_attention", image_size=(16, 32))
     x, t = torch.randn(2, 3, 16, 32), torch.rand(2)
