@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlib.data import COLOR_NAMES, SHAPE_NAMES, SIZE_NAMES
-from genlib.text import PAD, UNK, WORDS, TextTransformer
+from genlib.text import PAD, UNK, WORDS, TextTransformer, Tokenizer
 
 IGNORE = -100
 CATEGORIES = {"size": SIZE_NAMES, "color": COLOR_NAMES, "shape": SHAPE_NAMES}
@@ -178,9 +178,9 @@ def unseen_caption(record: dict, mode: str = "synonym", seed: int = 0) -> str:
     return template.format(**{k: syn(CATEGORIES[k][record[k]]) for k in CATEGORIES})
 
 
-class Vocabulary:
-    """Whitespace tokenizer over base + extended words. id 0 <pad>, 1 <unk>, then the 16 base words
-    at the ids ``text.Tokenizer`` gives them, then the extended words, then <mask>.
+class Vocabulary(Tokenizer):
+    """``text.Tokenizer`` (its encode, decode and len) over base + extended words: id 0 <pad>,
+    1 <unk>, the 16 base words at the ids ``text.Tokenizer`` gives them, the extended words, <mask>.
     ``Vocabulary.base_only()`` knows only the base words: everything else becomes <unk>."""
 
     def __init__(self, words=WORDS + EXTENDED):
@@ -193,24 +193,6 @@ class Vocabulary:
     @classmethod
     def base_only(cls) -> "Vocabulary":
         return cls(WORDS)
-
-    def __len__(self) -> int:
-        return len(self.itos)
-
-    def encode(self, sentences, length: int | None = None) -> torch.Tensor:
-        """list of N sentences → (N, L) int64, right-padded with 0 (L = longest, or ``length``)."""
-        if isinstance(sentences, str):
-            sentences = [sentences]
-        ids = [[self.stoi.get(w, UNK) for w in s.lower().split()] for s in sentences]
-        length = length or max(len(s) for s in ids)
-        out = torch.zeros(len(ids), length, dtype=torch.long)
-        for i, s in enumerate(ids):
-            s = s[:length]
-            out[i, :len(s)] = torch.tensor(s, dtype=torch.long)
-        return out
-
-    def decode(self, ids: torch.Tensor) -> list[str]:
-        return [" ".join(self.itos[i] for i in row.tolist() if i != PAD) for row in ids]
 
 
 def mask_tokens(ids: torch.Tensor, mask_id: int, ratio: float = 0.15,
